@@ -123,3 +123,39 @@ def test_the_loop_lag_is_measured() -> None:
         return seen
 
     assert asyncio.run(go()) > 0.05
+
+
+def test_a_request_is_shed_exactly_when_overloaded_says_so() -> None:
+    """Over random in-flight counts, limits, lag bounds (0: off) and measured lags, a
+    request is shed, with `_overloaded`'s reason, exactly when `_overloaded` answers one:
+    the middleware's guard before asking it leaves no shed out and adds none."""
+    import random
+
+    draws = random.Random(214)  # noqa: S311 - a repeatable run of states, not a secret
+
+    async def go() -> int:
+        sheds = 0
+        for _ in range(3000):
+            told: list[str] = []
+
+            async def on_shed(scope: Scope, why: str, told: list[str] = told) -> None:
+                told.append(why)
+
+            limit = draws.randint(1, 2 * MIN_IN_FLIGHT)
+            app = InFlightLimit(
+                _ok, limit=limit, max_lag_s=draws.choice((0.0, 0.05, 0.2)), on_shed=on_shed
+            )
+            app.lag.seconds = draws.choice((0.0, 0.01, 0.05, 0.1, 0.5))
+            app.in_flight = draws.randint(0, 2 * MIN_IN_FLIGHT)
+            expected = app._overloaded()
+            try:
+                status, _ = await _call(app)
+            finally:
+                await app.lag.stop()
+            assert (status == 503) is bool(expected)
+            assert told == ([expected] if expected else [])
+            sheds += bool(expected)
+        return sheds
+
+    sheds = asyncio.run(go())
+    assert 300 < sheds < 2700  # both answers were asked about often

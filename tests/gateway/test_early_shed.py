@@ -88,10 +88,12 @@ def _shed(room: int, lag: _Lag | None = None) -> tuple[EarlyShed, _Pool, _Keys]:
     pool, keys = _Pool(room), _Keys()
     node = SimpleNamespace(
         pool=pool,
-        throttles=None,
+        throttles=SimpleNamespace(in_force={}),
         limited=LimitedCallers(),
         key_index=keys,
-        registry={"f": SimpleNamespace(config=SimpleNamespace(function="f"))},
+        registry=SimpleNamespace(
+            by_name={"f": SimpleNamespace(config=SimpleNamespace(function="f"))}
+        ),
     )
     metrics = SimpleNamespace(shed=lambda name: None)
     return (
@@ -99,6 +101,11 @@ def _shed(room: int, lag: _Lag | None = None) -> tuple[EarlyShed, _Pool, _Keys]:
         pool,
         keys,
     )
+
+
+def _kept() -> bool:
+    """The connection stays open after a 503 (what the protocol's `_keeps` answers)."""
+    return True
 
 
 def _head(token: str | None) -> list[tuple[bytes, bytes]]:
@@ -155,11 +162,11 @@ def test_heads_without_a_key_are_let_through_and_do_not_shed_an_invoker() -> Non
     async def run() -> None:
         shed, pool, keys = _shed(room=1)
         let_through = [
-            shed.answer(b"POST", _URL, _head(token), "client", True)
+            shed.answer(b"POST", _URL, _head(token), "client", _kept)
             for token in (None, "dj_unknown", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln", GOOD)
         ]
         assert [answer for _, answer in let_through] == [None] * 4
-        shed_off = shed.answer(b"POST", _URL, _head(GOOD), "client", True)
+        shed_off = shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)
         assert shed_off[0] is None and _status(shed_off[1]) == 503
         assert keys.checks == 3  # the unknown key and the two invokers (none, JWT: unasked)
         assert pool.refused == 1 and shed.shed == 1
@@ -168,7 +175,7 @@ def test_heads_without_a_key_are_let_through_and_do_not_shed_an_invoker() -> Non
             assert done is not None
             done()
         assert shed._on_way == {}
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 200
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 200
 
     asyncio.run(run())
 
@@ -180,12 +187,12 @@ def test_a_call_the_recount_lets_through_still_meets_the_lag_shed() -> None:
     async def run() -> None:
         lag = _Lag()
         shed, _, _ = _shed(room=1, lag=lag)
-        alone = shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]
+        alone = shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]
         assert alone is not None and _LAG_DETAIL.encode() in alone
         shed, _, _ = _shed(room=1, lag=lag)
         for _ in range(3):
-            assert shed.answer(b"POST", _URL, _head("dj_unknown"), "attacker", True)[1] is None
-        behind = shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]
+            assert shed.answer(b"POST", _URL, _head("dj_unknown"), "attacker", _kept)[1] is None
+        behind = shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]
         assert behind is not None and _LAG_DETAIL.encode() in behind
 
     asyncio.run(run())
@@ -199,10 +206,10 @@ def test_many_keyed_sheds_behind_keyless_heads_check_each_key_once() -> None:
     async def run() -> None:
         shed, pool, keys = _shed(room=1000)
         for i in range(500):
-            assert shed.answer(b"POST", _URL, _head(f"dj_bad{i}"), "attacker", True)[1] is None
+            assert shed.answer(b"POST", _URL, _head(f"dj_bad{i}"), "attacker", _kept)[1] is None
         assert keys.checks == 0  # the pool took them: nothing asked
         pool.full = True
-        answers = [shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1] for _ in range(200)]
+        answers = [shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1] for _ in range(200)]
         assert {_status(a) for a in answers} == {503}
         assert keys.checks == 700
         assert pool.asked[-2:] == [500, 0]  # every head on its way, then the invokers
@@ -221,16 +228,16 @@ def test_a_refusal_leaves_nothing_for_the_garbage_collector() -> None:
     async def run() -> list[object]:
         shed, pool, _ = _shed(room=3)
         for _ in range(3):
-            assert shed.answer(b"POST", _URL, _head("dj_unknown"), "attacker", True)[1] is None
+            assert shed.answer(b"POST", _URL, _head("dj_unknown"), "attacker", _kept)[1] is None
         gc.collect()
         gc.disable()
         gc.set_debug(gc.DEBUG_SAVEALL)
         try:
             for _ in range(100):  # the recount lets the first 3 through, then refuses
-                shed.answer(b"POST", _URL, _head(GOOD), "client", True)
+                shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)
             pool.full = True
             for _ in range(100):
-                shed.answer(b"POST", _URL, _head(GOOD), "client", True)
+                shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)
             assert shed.shed == 197
             gc.collect()
             return [
@@ -259,16 +266,16 @@ def test_heads_of_a_caller_over_its_own_rate_do_not_shed_another_callers_call(
         shed, _, _ = _shed(room=1)
         node = cast(Any, shed.node)
         node.limited.refused("key:over", share, 60.0)
-        let_through = [shed.answer(b"POST", _URL, _head(OVER), "over", True) for _ in range(3)]
-        let_through.append(shed.answer(b"POST", _URL, _head(GOOD), "client", True))
+        let_through = [shed.answer(b"POST", _URL, _head(OVER), "over", _kept) for _ in range(3)]
+        let_through.append(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept))
         assert [answer for _, answer in let_through] == [None] * 4
         for done, _ in let_through:
             assert done is not None
             done()
         assert shed._on_way == {}
         node.limited = LimitedCallers()  # its rate has room again
-        assert shed.answer(b"POST", _URL, _head(OVER), "over", True)[1] is None
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        assert shed.answer(b"POST", _URL, _head(OVER), "over", _kept)[1] is None
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
 
     asyncio.run(run())
 
@@ -283,9 +290,9 @@ def test_a_caller_over_its_own_rate_shed_at_the_head_does_not_count_as_a_full_qu
         shed, pool, _ = _shed(room=0)
         cast(Any, shed.node).limited.refused("key:over", None, 60.0)
         for _ in range(20):
-            assert _status(shed.answer(b"POST", _URL, _head(OVER), "over", True)[1]) == 503
+            assert _status(shed.answer(b"POST", _URL, _head(OVER), "over", _kept)[1]) == 503
         over = pool.counted
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
         return over, pool.counted - over
 
     assert asyncio.run(run()) == (0, 1)
@@ -302,11 +309,11 @@ def test_a_refusal_at_the_nodes_bound_alone_does_not_arm_the_lag_shed() -> None:
         shed, pool, _ = _shed(room=0, lag=lag)
         pool.node_only = True
         for _ in range(20):
-            assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+            assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
         assert pool.refused == 20  # each refusal is still told to the pool
         by_node = list(lag.armed)
         pool.node_only = False
-        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", True)[1]) == 503
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
         return by_node, lag.armed
 
     by_node, armed = asyncio.run(run())
@@ -336,3 +343,81 @@ def test_on_way_count_is_always_every_head_on_its_way() -> None:
                 assert table == {}
                 on_way = table["f"] = _OnWay(table, "f")
         assert on_way.count == held == len(on_way._asked) + len(on_way._unasked)
+
+
+def test_keep_alive_is_asked_only_for_a_503_and_its_answer_is_in_the_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The connection's `keep_alive` is asked once for each 503 (overload and lag alike)
+    and never for a head let through; the 503 is `shed_response`'s for its answer, byte
+    for byte but the request id: `connection: close` exactly when it says so."""
+
+    async def run() -> None:
+        asked: list[bool] = []
+
+        def keeps(answer: bool) -> Any:
+            def ask() -> bool:
+                asked.append(answer)
+                return answer
+
+            return ask
+
+        lag = _Lag(sheds=False)
+        shed, _, _ = _shed(room=1, lag=lag)
+        done, through = shed.answer(b"POST", _URL, _head(GOOD), "client", keeps(True))
+        assert through is None and asked == []  # let through: not asked
+        for answer in (True, False):
+            _, got = shed.answer(b"POST", _URL, _head(GOOD), "client", keeps(answer))
+            assert got is not None
+            rid = got.split(b"x-request-id: ", 1)[1].split(b"\r\n", 1)[0]
+            with monkeypatch.context() as same_id:  # the same request id, to compare bytes
+                same_id.setattr(early_shed, "mint_request_id", rid.decode)
+                assert got == early_shed.shed_response(2, answer)
+            assert (b"connection: close" in got) is (not answer)
+        assert asked == [True, False]
+        assert done is not None
+        done()
+        lag.shed_all = True  # the lag shed's 503 asks it too
+        _, got = shed.answer(b"POST", _URL, _head(GOOD), "client", keeps(False))
+        assert got is not None and b"connection: close" in got and asked == [True, False, False]
+
+    asyncio.run(run())
+
+
+def test_throttles_in_force_and_registry_are_read_at_each_head() -> None:
+    """While a throttle is in force every head goes to the app (none asked of the pool);
+    a function deployed after the early shed was made is found (the registry held is
+    the node's own, read at each head)."""
+
+    async def run() -> None:
+        shed, pool, _ = _shed(room=0)
+        node = cast(Any, shed.node)
+        node.throttles.in_force[("key", "x")] = object()
+        assert shed.answer(b"POST", _URL, _head(GOOD), "client", _kept) == (None, None)
+        assert pool.asked == []
+        node.throttles.in_force.clear()
+        assert _status(shed.answer(b"POST", _URL, _head(GOOD), "client", _kept)[1]) == 503
+        later = b"/v1/functions/g/invoke"
+        assert shed.answer(b"POST", later, _head(GOOD), "client", _kept) == (None, None)
+        node.registry.by_name["g"] = SimpleNamespace(config=SimpleNamespace(function="g"))
+        assert _status(shed.answer(b"POST", later, _head(GOOD), "client", _kept)[1]) == 503
+
+    asyncio.run(run())
+
+
+def test_a_known_head_is_counted_at_once_unless_an_unasked_one_is_before_it() -> None:
+    """`add` of a verdict (True or False, told apart from fields by their type) with no
+    head unasked before it goes with the asked ones, counted; behind an unasked head it
+    waits its turn with the unasked, its fields never asked of."""
+    table: dict[str, _OnWay] = {}
+    on_way = table["f"] = _OnWay(table, "f")
+    on_way.add(True)
+    on_way.add(False)
+    assert list(on_way._asked) == [True, False] and not on_way._unasked
+    assert on_way.invokers(lambda head: pytest.fail("nothing is unasked")) == 1
+    fields = [(b"authorization", b"Bearer x")]
+    on_way.add(fields)
+    on_way.add(True)
+    assert list(on_way._unasked) == [fields, True]
+    assert on_way.invokers(lambda head: head is fields) == 3
+    assert on_way.count == 4

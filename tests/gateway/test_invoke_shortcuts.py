@@ -141,3 +141,15 @@ def test_the_throttles_truth_follows_the_throttles_set() -> None:
     now[0] += 20  # past its end: dropped when the throttles in force are listed
     assert throttles.active() == []
     assert not throttles.in_force and not throttles
+
+
+def test_a_json_results_length_field_is_its_sizes_digits() -> None:
+    """The content-length (`b"%d" % size`) is what `str(size).encode()` gave, in the
+    raw headers and in the checked head's lines, at every number of digits."""
+    for size in (0, 1, 9, 10, 99, 100, 4095, 65536, 1_000_000):
+        response = function_json_response(b"1" * size, "0a1b").response
+        length = str(size).encode("latin-1")
+        assert (b"content-length", length) in response.raw_headers
+        lines, size_checked = response.checked_head  # type: ignore[attr-defined]  # the JSON result's
+        assert b"\r\ncontent-length: " + length + b"\r\n" in lines
+        assert size_checked == size

@@ -30,6 +30,18 @@ _CASES: dict[str, list[dict[str, Any]]] = {
         {"type": "http.request", "body": b"{", "more_body": True},
         {"type": "http.disconnect"},
     ],
+    # One message, the whole body (`_received`'s fast path), at and around its bounds.
+    "one message past the limit": [{"type": "http.request", "body": b"x" * 17}],
+    "one message, said to be the last": [
+        {"type": "http.request", "body": b"[1]", "more_body": False}
+    ],
+    "one empty message": [{"type": "http.request", "body": b""}],
+    "one bytearray message": [{"type": "http.request", "body": bytearray(b'{"b": 2}')}],
+    "a first message of another type": [
+        {"type": "http.other"},
+        {"type": "http.request", "body": b"{}"},
+    ],
+    "disconnected at once": [{"type": "http.disconnect"}],
 }
 
 
@@ -64,7 +76,7 @@ def test_read_body_answers_as_starlettes_stream(case: str) -> None:
     messages = _CASES[case]
     fast, kept, disconnected = _read(messages, through_stream=False)
     plain, _, plain_disconnected = _read(messages, through_stream=True)
-    assert fast == plain
+    assert fast == plain and type(fast) is type(plain)
     assert disconnected == plain_disconnected
     if isinstance(fast, bytes):
         assert kept == fast  # a later read gets the same body, not a hang

@@ -169,3 +169,45 @@ def test_a_streamed_head_is_not_held_for_the_rest_of_the_body(server: tuple[str,
         assert b"second" in rest
     finally:
         release.set()
+
+
+@pytest.mark.parametrize("awaits", [False, True])
+def test_the_heads_status_is_read_as_startswith_reads_it(awaits: bool) -> None:
+    """A first write told apart by its first 13 bytes (`_STATUS`): the interim 100 sent at
+    once, a 429 told to `on_refusal`, a 413 (or any head while a 100 is awaited) given to
+    `on_unread`, exactly as `bytes.startswith` with each prefix decides, for heads that
+    are, nearly are, or are cut short of each status line."""
+    from donjon.gateway import response_writer
+
+    prefixes = (response_writer._CONTINUE, response_writer._REFUSAL, response_writer._TOO_LARGE)
+    assert {len(prefix) for prefix in prefixes} == {response_writer._STATUS}
+    heads = [b"", b"HTTP/1.1 200 OK\r\n\r\n", b"HTTP/1.1 4290 X\r\n", b"HTTP/1.0 429 X\r\n"]
+    for prefix in prefixes:
+        heads += [prefix, prefix + b"X\r\n\r\n", prefix[:-1], prefix[:-1] + b"0"]
+    loop = asyncio.new_event_loop()
+    try:
+        for head in heads:
+            refused: list[bytes] = []
+            unread: list[bytes] = []
+            transport = _Transport()
+
+            def on_unread(data: bytes, unread: list[bytes] = unread) -> bytes:
+                unread.append(data)
+                return data
+
+            writer = ResponseWriter(
+                transport,  # type: ignore[arg-type]  # a fake transport
+                loop,
+                refused.append,
+                on_unread,
+                awaits,
+            )
+            writer.write(head)
+            interim = head.startswith(response_writer._CONTINUE)
+            assert transport.writes == ([head] if interim else [])
+            first = not interim
+            assert refused == ([head] if first and head.startswith(b"HTTP/1.1 429 ") else [])
+            told = first and (awaits or head.startswith(b"HTTP/1.1 413 "))
+            assert unread == ([head] if told else [])
+    finally:
+        loop.close()

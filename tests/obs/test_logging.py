@@ -253,3 +253,16 @@ def test_request_ids_minted_together_sort_together(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(obs_logging, "_clock", lambda: 1_700_000_000.5 + 1 / 64)
     later = obs_logging.mint_request_id()
     assert later[:4] == f"{(int(head, 16) + 1) & 0xFFFF:04x}"
+
+
+def test_request_id_is_the_clock_and_random_bytes_in_hex(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At every one of the clock's 65,536 ticks (and past its wrap), the id is what the
+    bytes' `.hex()` gave: the clock's two bytes big-endian, then the eight random bytes."""
+    from donjon.obs import logging as obs_logging
+
+    random_part = bytes(range(0xF8, 0x100))
+    monkeypatch.setattr("os.urandom", lambda n: random_part[:n])
+    for tick in (*range(0x10000), 0x10000, 0x1FFFF, 3 * 0x10000 + 7):
+        monkeypatch.setattr(obs_logging, "_clock", lambda tick=tick: (tick + 0.5) / 64)
+        expected = ((tick & 0xFFFF).to_bytes(2, "big") + random_part).hex()
+        assert obs_logging.mint_request_id() == expected

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from starlette.requests import ClientDisconnect, Request
+from starlette.types import Message
 
 from donjon import boundedjson
 from donjon.audit import AuditEvent
@@ -354,10 +355,29 @@ async def _received(
     them, without its async generator (about fifteen Python calls a request, the warm
     path's); the body kept as `Request.body()` keeps it, so a later read gets it too."""
     receive = request._receive  # (what its `receive` property returns, without the call)
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        # The whole body in one message (most calls'): kept as it came, no list, no join.
+        body = message.get("body", b"")
+        if len(body) > limit:
+            raise too_large()
+        if type(body) is not bytes:
+            body = bytes(body)  # (what `b"".join` makes of it)
+    else:
+        body = await _pieces(request, message, limit, too_large)
+    request._stream_consumed = True
+    request._body = body
+    return body
+
+
+async def _pieces(
+    request: Request, message: Message, limit: int, too_large: Callable[[], PayloadTooLarge]
+) -> bytes:
+    """`_received`'s body in more than one message, `message` the first."""
+    receive = request._receive
     chunks = []
     total = 0
     while True:
-        message = await receive()
         kind = message["type"]
         if kind == "http.request":
             chunk = message.get("body", b"")
@@ -370,10 +390,8 @@ async def _received(
         elif kind == "http.disconnect":
             request._is_disconnected = True  # (as `stream()` marks it)
             raise _cut_short()
-    body = b"".join(chunks)
-    request._stream_consumed = True
-    request._body = body
-    return body
+        message = await receive()
+    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -106,12 +106,19 @@ class InFlightLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.max_lag_s > 0:
-            self.lag.ensure_started()
+        lag = self.lag
+        if self.max_lag_s > 0 and lag._task is None:  # (`ensure_started`'s test, inline)
+            lag.ensure_started()
         if scope["path"] in PROBES:  # a balancer's question, not load: an overloaded node
             await self.app(scope, receive, send)  # is alive and ready, and says so
             return
-        why = self._overloaded()
+        # (`_overloaded` asked only when one of its two limits may be passed: its answer
+        # is "" otherwise, and most requests pass neither; tests/gateway/test_capacity.py)
+        why = (
+            self._overloaded()
+            if self.in_flight >= self.limit or lag.seconds > self.max_lag_s
+            else ""
+        )
         if why:
             await self._shed(scope, receive, send, why)
             return

@@ -80,6 +80,7 @@ class GatewayProtocol(WriteStallProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_deadline: asyncio.TimerHandle | None = None  # the whole body's
         self._answered: RequestResponseCycle | None = None  # `_finished_cycle`'s, made once
+        self._kept_alive = False  # what `_keeps` said last (an early shed's 503)
         self._timers: Deadlines | None = None  # the loop's shared timers, once needed
         # Idle since (the loop's clock): an answer completed and nothing read since; None
         # while a request is on its way. One alarm a connection (`_idle_alarm`) reads it.
@@ -253,16 +254,8 @@ class GatewayProtocol(WriteStallProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             return False  # a pipelined request behind one being served: queued as usual
-        # A client waiting for 100 Continue may send its body or not: the connection
-        # closes after the 503 rather than guess where the next request starts. HTTP/1.0
-        # closes after its answer whatever it asked, as uvicorn's own cycle has it.
-        keep_alive = (
-            self.parser.get_http_version() == "1.1"
-            and self.parser.should_keep_alive()
-            and not self.expect_100_continue
-        )
         done, answer = early_shed.answer(
-            self.parser.get_method(), self.url, self.headers, self._address or "-", keep_alive
+            self.parser.get_method(), self.url, self.headers, self._address or "-", self._keeps
         )
         if answer is None:
             if done is not None:  # counted until its task's first step (`admit` is there)
@@ -270,11 +263,25 @@ class GatewayProtocol(WriteStallProtocol):
             return False
         self.cycle = self._finished_cycle()
         self.transport.write(answer)
-        if not keep_alive:
+        if not self._kept_alive:  # (what `_keeps` said for the 503: it asked once)
             self.transport.close()
             return True
         self.on_response_complete()
         return True
+
+    def _keeps(self) -> bool:
+        """Whether the connection stays open after an early shed's 503 (asked by the early
+        shed for a 503 only: a call let through pays nothing), kept for `_shed_early`.
+
+        A client waiting for 100 Continue may send its body or not: the connection
+        closes after the 503 rather than guess where the next request starts. HTTP/1.0
+        closes after its answer whatever it asked, as uvicorn's own cycle has it."""
+        keep_alive = self._kept_alive = (
+            self.parser.get_http_version() == "1.1"
+            and self.parser.should_keep_alive()
+            and not self.expect_100_continue
+        )
+        return keep_alive
 
     def _finished_cycle(self) -> RequestResponseCycle:
         """A cycle already answered: uvicorn's body callbacks drop what they get.

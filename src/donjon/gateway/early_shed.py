@@ -160,7 +160,7 @@ class _OnWay:
     def add(self, head: _Head) -> None:
         """One more head, the newest."""
         self.count += 1
-        if isinstance(head, bool) and not self._unasked:
+        if type(head) is bool and not self._unasked:  # (`isinstance`: bool has no subclass)
             self._asked.append(head)
             self._invokers += head
         else:
@@ -199,6 +199,9 @@ class EarlyShed:
         self, node: Node, denials: DenialLog, metrics: Metrics, lag: LagShed | None = None
     ) -> None:
         self.node = node
+        #: The deployed functions by name (`node.registry`'s, one mapping for the node's
+        #: life), held here: every invoke call's head looks its name up.
+        self.deployed = node.registry.by_name
         #: Sheds a share of the calls the pool takes while the loop lags (None: none).
         self.lag = lag
         self.denials = denials
@@ -226,21 +229,24 @@ class EarlyShed:
         url: bytes,
         headers: list[tuple[bytes, bytes]],
         client: str,
-        keep_alive: bool,
+        keep_alive: Callable[[], bool],
     ) -> tuple[Callable[[], object] | None, bytes | None]:
         """For this head (`headers` as parsed, names in lower case): the 503 to write, or
-        None to let it through. A call let through to a deployed function is counted as
-        on its way until the first of the pair (else None) is called: the protocol
-        schedules it just before it makes the call's task, whose first step runs
-        `admit` unless something before it has to wait, in which case `admit` sheds it."""
+        None to let it through. `keep_alive` says whether the connection stays open after
+        a 503 (its `connection` field): asked only for a 503, once. A call let through to
+        a deployed function is counted as on its way until the first of the pair (else
+        None) is called: the protocol schedules it just before it makes the call's task,
+        whose first step runs `admit` unless something before it has to wait, in which
+        case `admit` sheds it."""
         pool = self.node.pool
-        if pool is None or method != b"POST" or self.node.throttles:
+        # (`throttles.in_force`: the throttles' truth without a call, as `authenticate`'s)
+        if pool is None or method != b"POST" or self.node.throttles.in_force:
             return None, None
         match = _INVOKE.match(url)
         if match is None:
             return None, None
-        name = match.group(1).decode("ascii")
-        deployed = self.node.registry.get(name)
+        name = match[1].decode("ascii")  # (`match.group(1)`, without its call)
+        deployed = self.deployed.get(name)
         if deployed is None:
             return None, None
         on_way = self._on_way.get(name)
@@ -279,11 +285,13 @@ class EarlyShed:
         on_way.add(head)
         return on_way.pop, None
 
-    def _lagging(self, name: str, principal: Principal, client: str, keep_alive: bool) -> bytes:
+    def _lagging(
+        self, name: str, principal: Principal, client: str, keep_alive: Callable[[], bool]
+    ) -> bytes:
         """The 503 for `principal`'s call shed while the loop lags (lag_shed.py), counted
         and queued for the audit."""
         self._refused(name, principal, client, "loop-lag")
-        return shed_response(1, keep_alive, _LAG_DETAIL)
+        return shed_response(1, keep_alive(), _LAG_DETAIL)
 
     def _overloaded(
         self,
@@ -292,7 +300,7 @@ class EarlyShed:
         config: InstanceConfig,
         principal: Principal,
         client: str,
-        keep_alive: bool,
+        keep_alive: Callable[[], bool],
         *,
         counts: bool,
     ) -> bytes | None:
@@ -309,7 +317,7 @@ class EarlyShed:
         if self.lag is not None and counts and not refusal.node_only:
             self.lag.overflowed(name)
         self._refused(name, principal, client, "overload")
-        return shed_response(max(1, round(refusal.retry_after_s)), keep_alive)
+        return shed_response(max(1, round(refusal.retry_after_s)), keep_alive())
 
     def _recount(
         self,

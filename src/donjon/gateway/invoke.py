@@ -183,6 +183,7 @@ async def _run(
                 plan,
                 held.runs_on,
                 attempt,
+                started=started,
             )
         except AuditError:  # its record was not written: the note stays, for the next start
             note = -1
@@ -216,6 +217,8 @@ async def _call(
     plan: CallPlan | None = None,
     runs_on: RunsOn | None = None,
     attempt: int | None = None,
+    *,
+    started: float,
 ) -> Response:
     """Run the function and build its response; audit the real outcome (durably) whatever it is.
 
@@ -228,10 +231,11 @@ async def _call(
     `client`, the caller's address, is recorded (the monitor's first-seen sources).
     `attempt`, an async delivery's (1 first): a retry is the platform's doing, not its
     caller's (the monitor leaves it out of the caller's baselines: monitor/calls.py).
+    `started`, the call's start (`time.perf_counter()`), read once by `_run`: the same
+    instant its journal note, its duration and its compute charge are counted from.
     """
     if node.pool is None:
         raise SandboxError("the node is not serving")
-    started = time.perf_counter()
     outcome = "interrupted"  # what the record says if anything unforeseen ends the call
     output = ""
     memory_kb: int | None = None
@@ -447,7 +451,7 @@ async def handle_invoke(request: Request) -> Response:
     caller: tuple[Principal, Deployed] | None = None  # known once both are
     try:
         principal = await authenticate(node, request, request_id)
-        deployed = node.deployments.registry.get(name)  # (`node.registry`, no property)
+        deployed = node.deployments.registry.by_name.get(name)  # (no property, no method)
         # A keyed caller's checks on this version, resolved once (call_plan.py); a refusal,
         # a JWT's principal or a missing function is decided (and audited) as it comes.
         plan = plan_for(node, principal, deployed) if deployed is not None else None

@@ -168,7 +168,7 @@ class _JSONResult(Response):
         # (bytes are what `render` returns them as: not called for them)
         self.body = body if type(body) is bytes else self.render(body)
         size = len(self.body)
-        rid, length = request_id.encode("latin-1"), str(size).encode("latin-1")
+        rid, length = request_id.encode("latin-1"), b"%d" % size  # (`str(size).encode()`)
         self.raw_headers = [
             (b"x-request-id", rid),
             (b"content-length", length),

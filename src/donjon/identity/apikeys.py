@@ -219,7 +219,7 @@ class KeyIndex:
         m = _KEY_RE.match(presented)
         if m is None:
             return None, "invalid credentials"
-        entry = self._keys.get(m.group(1))
+        entry = self._keys.get(m[1])  # (`m.group(1)`, without its call)
         # Hash even for unknown ids, so timing does not tell which ids exist.
         keyed = self._keyed.copy()  # (`hash_key(hash_key_bytes, presented)`)
         keyed.update(presented.encode())

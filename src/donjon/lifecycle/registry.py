@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,9 @@ class FunctionRegistry:
 
     def __init__(self) -> None:
         self._functions: dict[str, Deployed] = {}
+        #: The functions by name, read only: what `get` answers, without its call (every
+        #: invoke call's head and route look a name up here).
+        self.by_name: Mapping[str, Deployed] = self._functions
         self._routes: dict[tuple[str, str], tuple[Deployed, HttpSpec]] = {}
         self._hooks: dict[str, tuple[Deployed, HookSpec]] = {}
         self._max_body = 0

@@ -70,6 +70,14 @@ class _Slot:
     queue: StandingQueue = field(default_factory=StandingQueue)
 
 
+def _locked(gate: asyncio.Semaphore) -> bool:
+    """`gate.locked()`, as asked for every call (twice before it runs, again as it runs):
+    with no waiter (most calls) its answer is `_value == 0`, read here without its
+    generator over the waiters (three Python calls); with waiters it is asked as is.
+    tests/sandbox/test_gate_locked.py compares the two over random states."""
+    return gate._value == 0 or (bool(gate._waiters) and gate.locked())
+
+
 def _queue_full(slot: _Slot, shed: CallShed, now: float) -> None:
     """`slot`'s call was refused with `shed` at `now`: its queue is full, and the refusal
     counts towards its overflow (standing.py), unless the node's bound alone refused it
@@ -165,7 +173,7 @@ class SandboxPool:
     ) -> CallResult:
         config = slot.config
         try:
-            if slot.gate.locked():
+            if _locked(slot.gate):
                 await self._wait_for_slot(slot)
             else:
                 await slot.gate.acquire()  # free: returns without suspending
@@ -212,7 +220,7 @@ class SandboxPool:
         """Raise `CallShed` now if a call of `config` would be shed were it made now
         (the gateway asks before it reads a request's body: a shed call costs little)."""
         slot = self._slots.get((config.function, config.version))
-        if slot is not None and slot.gate.locked():
+        if slot is not None and _locked(slot.gate):
             self._admit(slot, slot.waiting)
 
     def check_in_flight(self, config: InstanceConfig, in_flight: int) -> None:
@@ -222,7 +230,7 @@ class SandboxPool:
         slot = self._slots.get((config.function, config.version))
         if slot is None:
             return
-        locked = slot.gate.locked()
+        locked = _locked(slot.gate)
         if locked:
             # No slot is free: every call let through will wait behind those waiting
             # now. Counting only the larger of the two let a turn's heads through that
@@ -231,7 +239,8 @@ class SandboxPool:
             ahead = slot.waiting + in_flight
         else:  # a slot is free, nobody waits: the queue has drained
             slot.queue.took_free_slot()
-            ahead = max(slot.waiting, in_flight - config.concurrency)  # some take free slots
+            spare = in_flight - config.concurrency  # some take free slots
+            ahead = slot.waiting if slot.waiting >= spare else spare  # (`max`, inline)
         if ahead > 0 or locked:
             # Not a refusal yet: the gateway sheds only an invoker's call (`refused_at_head`).
             self._admit(slot, ahead, refusing=False)
