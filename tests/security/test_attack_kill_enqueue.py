@@ -7,6 +7,7 @@ of each noted call whose row is stored, marked `recovered`, once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,14 @@ def _enqueued(node: LiveNode) -> dict[str, list[dict[str, Any]]]:
 
 def _send(node: LiveNode, n: int) -> httpx.Response | None:
     try:
-        return invoke_async(node, "queued", {"n": n})
+        answer: httpx.Response = invoke_async(node, "queued", {"n": n})
     except httpx.HTTPError:
         return None  # killed before it answered
+    return answer
+
+
+def _grew(held: int) -> Callable[[list[Any]], bool]:
+    return lambda rows: bool(rows[0][0] > held)
 
 
 def test_async_call_killed_at_its_queue_commit_has_its_enqueue_record(tmp_path: Path) -> None:
@@ -54,7 +60,7 @@ def test_async_call_killed_at_its_queue_commit_has_its_enqueue_record(tmp_path: 
         for n in range(TRIES):
             held = len(_ids(node))
             sql = "SELECT count(*) FROM invocations"
-            with CommitWatch(node, sql, lambda rows, held=held: rows[0][0] > held) as watch:
+            with CommitWatch(node, sql, _grew(held)) as watch:
                 answer = _send(node, n)
                 assert watch.fired.wait(60)
             node.serve_again(measured=False)
