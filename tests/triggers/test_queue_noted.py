@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from donjon.audit import AuditEvent
+from donjon.audit import AuditEvent, inflight
 from donjon.audit.errors import AuditError
-from donjon.audit.inflight import QUEUED, QUEUING, CallsInFlight, read_slots, reopen
+from donjon.audit.inflight import (
+    QUEUED,
+    QUEUING,
+    CallsInFlight,
+    InFlightFull,
+    read_slots,
+    reopen,
+)
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue import (
     AsyncInvocations,
@@ -21,6 +28,7 @@ from donjon.triggers.queue import (
     QueueError,
     QueueFull,
     RetryPolicy,
+    noted,
 )
 from donjon.triggers.queue.noted import enqueue_event, note_enqueue, record_noted
 from queue_support import KeptRecords, envelope, sqlite_queue
@@ -39,7 +47,7 @@ def _service(tmp_path: Path, audit: KeptRecords) -> tuple[AsyncInvocations, Call
     queue = sqlite_queue(tmp_path)
     service = AsyncInvocations(queue, audit, lambda name: POLICY)
     journal = CallsInFlight(tmp_path / "calls-in-flight")
-    service.journal = journal
+    service.notes.journal = journal
     return service, journal
 
 
@@ -140,3 +148,43 @@ def test_a_note_too_long_for_its_slot_is_made_whole_by_its_row(tmp_path: Path) -
     assert cut.detail["invocation_id"] == "row-gone"
     assert cut.detail["note_cut"] is True
     assert cut.actor == "system"  # not another caller's name: the note could not hold it
+
+
+class _HeldQueue:
+    """A queue whose writes wait until `go` is set (enqueues waiting for the database)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+
+    async def enqueue(self, envelope: Envelope, retry: RetryPolicy, **_: object) -> object:
+        await self.go.wait()
+        raise QueueError("not stored")
+
+
+def test_a_flood_of_enqueues_never_takes_the_slots_of_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Enqueues waiting for the queue's database hold their notes: past MAX_NOTED they are
+    refused (InFlightFull, 503), and the journal keeps room for the node's calls. Here on a
+    journal of 1,024 slots (its share 256) flooded by 2,000 enqueues."""
+    monkeypatch.setattr(inflight, "MAX_SLOTS", 1024)
+    monkeypatch.setattr(noted, "MAX_NOTED", 256)
+    journal = CallsInFlight(tmp_path / "calls-in-flight")
+    held = _HeldQueue()
+    service = AsyncInvocations(held, KeptRecords(), lambda name: POLICY)  # type: ignore[arg-type]  # a stand-in queue
+    service.notes.journal = journal
+
+    async def go() -> list[BaseException | object]:
+        flood = [asyncio.create_task(service.enqueue(envelope("flood"))) for _ in range(2000)]
+        await asyncio.sleep(0.1)
+        calls = [journal.begin(f"r{n}", "f@1", "invoke", "key:other", 0.0) for n in range(600)]
+        assert journal.in_flight() == 256 + 600
+        for slot in calls:
+            journal.end(slot)
+        held.go.set()
+        return await asyncio.gather(*flood, return_exceptions=True)
+
+    answers = asyncio.run(go())
+    assert sum(isinstance(a, InFlightFull) for a in answers) == 2000 - 256
+    assert sum(isinstance(a, QueueError) for a in answers) == 256  # (nothing stored)
+    assert journal.in_flight() == 0

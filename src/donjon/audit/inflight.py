@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import mmap
 import os
 import struct
@@ -84,6 +85,8 @@ _LIVE = 1
 #: An enqueue noted before its queue row's commit, and once that commit returned.
 QUEUING = 2
 QUEUED = 3
+#: A note's caller given by its digest (`_digest`).
+_DIGEST = "sha256:"
 _SEP = "\x1f"  # (between a note's fields; `begin` writes it in its f-string)
 
 
@@ -117,6 +120,8 @@ class Interrupted:
         }
         if self.cut:
             detail["note_cut"] = True
+        if self.actor.startswith(_DIGEST):
+            detail["actor_digest"] = "the caller's name, too long for its note, by its SHA-256"
         return AuditEvent(self.actor, "function.invoke", self.target, "interrupted", detail)
 
 
@@ -144,9 +149,10 @@ class CallsInFlight:
         free = self._free
         slot = free.pop() if free else self._grow()
         offset = slot * _SLOT
-        _BODY.pack_into(
-            self._map, offset, started, f"{request_id}\x1f{target}\x1f{trigger}\x1f{actor}".encode()
-        )
+        text = f"{request_id}\x1f{target}\x1f{trigger}\x1f{actor}".encode()
+        if len(text) > _NOTE:  # (a token's long `sub`): never a cut name, another caller's
+            text = f"{request_id}\x1f{target}\x1f{trigger}\x1f{_digest(actor)}".encode()
+        _BODY.pack_into(self._map, offset, started, text)
         self._map[offset] = _LIVE  # last: a live slot's note is whole
         return slot
 
@@ -191,6 +197,12 @@ class CallsInFlight:
         return self._free.pop()
 
 
+def _digest(actor: str) -> str:
+    """A caller too long for its note (a token's `sub` of up to 256 characters, 4 bytes
+    each in UTF-8), as its record names it: its SHA-256, which no principal's name is."""
+    return _DIGEST + hashlib.sha256(actor.encode()).hexdigest()
+
+
 def _allocate(fd: int, size: int) -> None:
     """The file at `fd` `size` bytes long, its blocks allocated now: a page of a shared
     mapping with no block behind it is allocated when it is first written, and on a full
@@ -221,10 +233,12 @@ class Note:
 def read_slots(path: Path) -> list[Note]:
     """Every slot noted in the journal at `path`, of any state (none if it has none, or
     one of another layout). Read whole before a new journal clears it."""
-    try:
-        data = path.read_bytes()
+    try:  # (not through a link; no more than a journal holds)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         return []
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_SLOTS * _SLOT)
     if len(data) < _SLOT:
         return []
     magic, wall_less_monotonic = _HEADER.unpack_from(data)

@@ -267,7 +267,7 @@ class Node:
             functools.partial(record_noted, self.engine, self.audit),
         )
         if self.invocations is not None:  # each enqueue noted before its commit
-            self.invocations.journal = self.calls_in_flight
+            self.invocations.notes.journal = self.calls_in_flight
         self.changes.start(self.settings.audit.outbox_drain_s)  # and those of failed appends
         self.denials.start()
         await self._start_quotas()
@@ -434,7 +434,7 @@ class Node:
     def _close_journal(self) -> None:
         """Close the journal of calls in flight (notes left in it: calls with no record)."""
         if self.invocations is not None:
-            self.invocations.journal = None  # (an enqueue now is not noted: no writer)
+            self.invocations.notes.journal = None  # (an enqueue now is not noted: no writer)
         if self.calls_in_flight is not None:
             self.calls_in_flight.close()
 

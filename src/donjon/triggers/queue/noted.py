@@ -23,22 +23,37 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, select
 
 from donjon.audit import AuditEvent
-from donjon.audit.inflight import NOTE_BYTES, QUEUED, QUEUING, CallsInFlight, Note
+from donjon.audit.inflight import (
+    MAX_SLOTS,
+    NOTE_BYTES,
+    QUEUED,
+    QUEUING,
+    CallsInFlight,
+    InFlightFull,
+    Note,
+)
 from donjon.audit.log import AuditLog
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 
-__all__ = ["enqueue_event", "note_enqueue", "record_noted"]
+__all__ = ["MAX_NOTED", "EnqueueNotes", "enqueue_event", "note_enqueue", "record_noted"]
 
 log = logging.getLogger("donjon.queue")
 
 #: The most invocation ids one read of the queue asks for.
 _CHUNK = 500
+#: The most enqueues noted at once: a quarter of the journal (an S3 push notes up to 1,000,
+#: and enqueues waiting for the queue's database hold their notes), so that a flood of
+#: them is refused (503) and never takes the slots of the node's calls (audit/inflight.py).
+MAX_NOTED = MAX_SLOTS // 4
+#: A note's JSON (one encoder: `json.dumps` with options makes one a call).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 #: The fields of a record its row holds (left out of a note too long for its slot).
 _ROW_FIELDS = ("source", "type")
 
@@ -70,6 +85,57 @@ def _delivery(delivery_id: str) -> dict[str, str]:
     return {"delivery_sha256": hashlib.sha256(delivery_id.encode()).hexdigest()[:32]}
 
 
+class EnqueueNotes:
+    """The enqueues of one node noted in its journal (`journal`; None: none are noted, as
+    in a queue tested alone), at most MAX_NOTED at once."""
+
+    __slots__ = ("journal", "noted")
+
+    def __init__(self) -> None:
+        self.journal: CallsInFlight | None = None
+        self.noted = 0
+
+    def take(self, events: Sequence[AuditEvent]) -> list[int]:
+        """Note each enqueue before its commit; their slots. `InFlightFull` (503, nothing
+        stored) past MAX_NOTED, or when the journal is full."""
+        journal = self.journal
+        if journal is None:
+            return []
+        if self.noted + len(events) > MAX_NOTED:
+            raise InFlightFull(
+                f"{self.noted} enqueues are being taken on this node, as many as it notes",
+                hint="retry after the Retry-After seconds",
+            )
+        notes: list[int] = []
+        try:
+            for event in events:
+                notes.append(note_enqueue(journal, event))
+                self.noted += 1
+        except BaseException:
+            self.forget(notes)
+            raise
+        return notes
+
+    def committed(self, notes: list[int]) -> None:
+        """Their commit returned: recorded at the next start, whether their rows stay."""
+        journal = self.journal
+        if journal is not None:
+            for slot in notes:
+                journal.mark(slot, QUEUED)
+
+    def end(self, slot: int) -> None:
+        """Its record is durable (or nothing was stored): its note is done with."""
+        journal = self.journal
+        if journal is not None:
+            journal.end(slot)
+            self.noted -= 1
+
+    def forget(self, notes: list[int]) -> None:
+        """Nothing of theirs was stored (refused, or the write failed)."""
+        for slot in notes:
+            self.end(slot)
+
+
 def note_enqueue(journal: CallsInFlight, event: AuditEvent) -> int:
     """Note `event`'s enqueue before its commit; its slot (`mark` it QUEUED once the commit
     returned, `end` it once the record is durable)."""
@@ -80,15 +146,15 @@ def _text(event: AuditEvent) -> bytes:
     """The note: [actor, target, detail] in JSON. One too long for its slot leaves out what
     the row holds: the source and type, then the actor (the row's principal)."""
     actor, detail = event.actor, event.detail
-    text = json.dumps([actor, event.target, detail], separators=(",", ":")).encode()
+    text = _JSON.encode([actor, event.target, detail]).encode()
     if len(text) <= NOTE_BYTES:
         return text
     detail = {k: v for k, v in detail.items() if k not in _ROW_FIELDS}
     detail["note_cut"] = True  # (its record says so, unless the row makes it whole)
-    text = json.dumps([actor, event.target, detail], separators=(",", ":")).encode()
+    text = _JSON.encode([actor, event.target, detail]).encode()
     if len(text) <= NOTE_BYTES:
         return text
-    return json.dumps([None, event.target, detail], separators=(",", ":")).encode()
+    return _JSON.encode([None, event.target, detail]).encode()
 
 
 def _stored(engine: Engine, ids: list[str]) -> dict[str, Any]:

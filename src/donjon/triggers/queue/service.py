@@ -13,7 +13,6 @@ from typing import Protocol
 
 from donjon.audit import AuditEvent
 from donjon.audit.changes import APPEND_RETRY_S, AuditedChanges, append_again
-from donjon.audit.inflight import QUEUED, CallsInFlight
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue.interface import (
     InvocationNotFound,
@@ -23,7 +22,7 @@ from donjon.triggers.queue.interface import (
     QueueFull,
     RetryPolicy,
 )
-from donjon.triggers.queue.noted import enqueue_event, note_enqueue
+from donjon.triggers.queue.noted import EnqueueNotes, enqueue_event
 
 __all__ = [
     "AsyncInvocations",
@@ -108,9 +107,9 @@ class AsyncInvocations:
         self.on_enqueue: Callable[[], None] = lambda: None
         #: Called for each enqueue refused by the function's `limits.queued`.
         self.on_full: Refused = _ignore
-        #: The node's journal of calls in flight, where each enqueue is noted before its
-        #: commit (triggers/queue/noted.py); set by the node's start (None: not noted).
-        self.journal: CallsInFlight | None = None
+        #: Each enqueue noted before its commit (triggers/queue/noted.py), in the node's
+        #: journal of calls in flight once its start sets it (`notes.journal`).
+        self.notes = EnqueueNotes()
 
     def policy(self, function: str) -> FunctionPolicy | None:
         return self._lookup(function)
@@ -129,7 +128,7 @@ class AsyncInvocations:
         policy = self._policy_of(first.function)
         ids = [str(uuid.uuid4()) for _ in envelopes]  # (noted before the commit)
         events = [enqueue_event(e, i) for e, i in zip(envelopes, ids, strict=True)]
-        notes = self._note(events)
+        notes = self.notes.take(events)
         try:
             queued = await self.queue.enqueue_all(
                 envelopes,
@@ -139,11 +138,11 @@ class AsyncInvocations:
                 invocation_ids=ids,
             )
         except QueueFull as e:
-            self._forget(notes)
+            self.notes.forget(notes)
             await self.on_full(first, e)
             raise
         except Exception:
-            self._forget(notes)  # nothing stored ("the request changed nothing": sql.py)
+            self.notes.forget(notes)  # nothing stored ("the request changed nothing": sql.py)
             raise
         await self._recorded(events, notes)
         self.on_enqueue()
@@ -156,7 +155,7 @@ class AsyncInvocations:
         policy = self._policy_of(envelope.function)
         invocation_id = str(uuid.uuid4())
         event = enqueue_event(envelope, invocation_id)
-        notes = self._note((event,))
+        notes = self.notes.take((event,))
         try:
             queued = await self.queue.enqueue(
                 envelope,
@@ -167,11 +166,11 @@ class AsyncInvocations:
                 invocation_id=invocation_id,
             )
         except QueueFull as e:
-            self._forget(notes)
+            self.notes.forget(notes)
             await self.on_full(envelope, e)
             raise
         except Exception:
-            self._forget(notes)  # nothing stored ("the request changed nothing": sql.py)
+            self.notes.forget(notes)  # nothing stored ("the request changed nothing": sql.py)
             raise
         await self._recorded((event,), notes)
         self.on_enqueue()
@@ -183,40 +182,15 @@ class AsyncInvocations:
             raise UnknownFunction(f"no function named {function!r}", hint="donjon ls lists them")
         return policy
 
-    def _note(self, events: Sequence[AuditEvent]) -> list[int]:
-        """Each enqueue noted in the journal before its commit (triggers/queue/noted.py);
-        their slots (none without a journal: a queue tested alone). A full journal refuses
-        the enqueue (InFlightFull, 503) before anything is stored."""
-        journal = self.journal
-        if journal is None:
-            return []
-        notes: list[int] = []
-        try:
-            for event in events:
-                notes.append(note_enqueue(journal, event))
-        except BaseException:
-            self._forget(notes)
-            raise
-        return notes
-
-    def _forget(self, notes: list[int]) -> None:
-        journal = self.journal
-        if journal is not None:
-            for slot in notes:
-                journal.end(slot)
-
     async def _recorded(self, events: Sequence[AuditEvent], notes: list[int]) -> None:
         """Each committed enqueue's record, its note ended once the record is durable. An
         `AuditError` (the record not appended) leaves the notes of those not recorded:
         the next start appends their records (`record_noted`)."""
-        journal = self.journal
-        if journal is not None:
-            for slot in notes:
-                journal.mark(slot, QUEUED)  # committed: recorded at the next start, row or not
+        self.notes.committed(notes)
         for n, event in enumerate(events):
             await self._audit_enqueue(event)
-            if journal is not None and notes:
-                journal.end(notes[n])
+            if notes:
+                self.notes.end(notes[n])
 
     async def _audit_enqueue(self, event: AuditEvent) -> None:
         """The enqueue's record: the event is queued, and runs, so an audit writer that dies
