@@ -7,12 +7,13 @@ from the row where the row holds it, marked `recovered`, with the right caller."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from donjon.audit import AuditEvent, inflight
-from donjon.audit.errors import AuditError
+from donjon.audit.errors import AuditStorageFull
 from donjon.audit.inflight import (
     QUEUED,
     QUEUING,
@@ -37,10 +38,10 @@ POLICY = FunctionPolicy(RetryPolicy(attempts=1, backoff_s=1.0, max_age_s=3600), 
 
 
 class _FailingLog(KeptRecords):
-    """An audit log whose appends fail (its writer gone, past the retries)."""
+    """An audit log whose appends fail (its storage full: not tried again)."""
 
     async def record(self, event: AuditEvent) -> None:
-        raise AuditError("the writer is gone")
+        raise AuditStorageFull("no room for the record")
 
 
 def _service(tmp_path: Path, audit: KeptRecords) -> tuple[AsyncInvocations, CallsInFlight]:
@@ -74,7 +75,7 @@ def test_a_refused_enqueue_leaves_no_note(tmp_path: Path) -> None:
 
 def test_an_enqueue_whose_record_failed_stays_noted_as_committed(tmp_path: Path) -> None:
     service, journal = _service(tmp_path, _FailingLog())
-    with pytest.raises(AuditError):
+    with pytest.raises(AuditStorageFull):
         asyncio.run(service.enqueue(envelope("echo")))
     (note,) = read_slots(tmp_path / "calls-in-flight")
     assert note.state == QUEUED
@@ -147,7 +148,8 @@ def test_a_note_too_long_for_its_slot_is_made_whole_by_its_row(tmp_path: Path) -
     assert "note_cut" not in whole.detail
     assert cut.detail["invocation_id"] == "row-gone"
     assert cut.detail["note_cut"] is True
-    assert cut.actor == "system"  # not another caller's name: the note could not hold it
+    # Not a cut name, which could be another caller's: its digest.
+    assert cut.actor == "sha256:" + hashlib.sha256(long.principal.encode()).hexdigest()
 
 
 class _HeldQueue:

@@ -144,7 +144,8 @@ def note_enqueue(journal: CallsInFlight, event: AuditEvent) -> int:
 
 def _text(event: AuditEvent) -> bytes:
     """The note: [actor, target, detail] in JSON. One too long for its slot leaves out what
-    the row holds: the source and type, then the actor (the row's principal)."""
+    the row holds: the source and type, then the actor's name, given by its SHA-256 (as
+    audit/inflight.py gives a call's: a cut name could be another caller's)."""
     actor, detail = event.actor, event.detail
     text = _JSON.encode([actor, event.target, detail]).encode()
     if len(text) <= NOTE_BYTES:
@@ -154,7 +155,8 @@ def _text(event: AuditEvent) -> bytes:
     text = _JSON.encode([actor, event.target, detail]).encode()
     if len(text) <= NOTE_BYTES:
         return text
-    return _JSON.encode([None, event.target, detail]).encode()
+    named = "sha256:" + hashlib.sha256(actor.encode()).hexdigest()  # (never a cut name)
+    return _JSON.encode([named, event.target, detail]).encode()
 
 
 def _stored(engine: Engine, ids: list[str]) -> dict[str, Any]:
