@@ -12,7 +12,12 @@ requests on a few keep-alive connections, and prints:
 - the functions with the most calls per request, and the most inclusive time.
 
     python bench/gateway_calls.py [--python PY] [--requests 3000] [--connections 8]
-        [--top 40] [--stats FILE]
+        [--top 40] [--stats FILE] [--respond-async]
+
+`--respond-async`: each request asks `Prefer: respond-async`, so what is counted is the
+async enqueue (admission, the queue's commit, its `invocation.enqueue` record, the 202);
+the queued calls run meanwhile in the node's workers, off the profiled requests' path
+only in part (their own calls are counted too: compare trees with the same flag).
 
 Profiling inflates small calls, so the times are shares, not costs; the call counts
 are exact. Pass another tree's interpreter to count that tree. For measurement only.
@@ -47,7 +52,9 @@ def _name(func: tuple[str, int, str]) -> str:
     return f"{path}:{line}({name})"
 
 
-def profile(python: str, requests: int, connections: int, warmup: int, out: Path) -> None:
+def profile(
+    python: str, requests: int, connections: int, warmup: int, out: Path, *, queued: bool = False
+) -> None:
     """Profile `requests` warm invoke requests in the stubbed node run by `python`."""
     import sandboxes
     from gateway_cpu import _bench_key, start_stub
@@ -60,6 +67,8 @@ def profile(python: str, requests: int, connections: int, warmup: int, out: Path
         node.deploy(sandboxes.write_bundle(tmp / "fn", "bench-warm", "warm"))
         key = _bench_key(node)
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+        if queued:
+            headers["prefer"] = "respond-async"
         args = (url + "/v1/functions/bench-warm/invoke", b'{"name":"x"}', headers, node.cert)
         asyncio.run(_fixed_count(*args, warmup, connections))
         os.kill(proc.pid, signal.SIGUSR1)
@@ -102,10 +111,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--stats", help="keep the cProfile stats here (pstats format)")
+    parser.add_argument("--respond-async", action="store_true", help="async invoke requests")
     args = parser.parse_args()
     out = Path(args.stats or tempfile.mkdtemp(prefix="gwcalls-") + "/calls.prof")
     out.unlink(missing_ok=True)  # the server writes it when the window ends
-    profile(args.python, args.requests, args.connections, args.warmup, out)
+    profile(
+        args.python, args.requests, args.connections, args.warmup, out, queued=args.respond_async
+    )
     report(out, args.requests, args.top)
 
 

@@ -4,6 +4,7 @@ middle of its calls leaves noted, read back whole, and nothing for calls that en
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 import sys
 import textwrap
@@ -86,15 +87,41 @@ def test_past_the_most_slots_a_call_is_refused(
     assert retry_after_of(refused.value) == 1.0
 
 
-def test_a_note_too_long_for_its_slot_is_cut_and_says_so(tmp_path: Path) -> None:
+def test_a_caller_too_long_for_its_note_is_named_by_its_digest_never_cut(
+    tmp_path: Path,
+) -> None:
+    """A token's `sub` may be 256 characters of up to 4 bytes each: its caller's name does
+    not fit a slot. Before, the note was cut and the record named the cut name: here
+    exactly another caller's (a subject the first one's begins with). Now the record names
+    the caller by its SHA-256."""
     path = tmp_path / "calls-in-flight"
     journal = CallsInFlight(path)
-    journal.begin("req", "f@1", "http", "jwt:" + "é" * 400, 5.0)
+    room = inflight.NOTE_BYTES - len(b"req\x1ff@1\x1fhttp\x1f")
+    victim = "jwt:corp:" + "€" * ((room - len("jwt:corp:")) // 3)
+    assert len(victim.encode()) == room and len(victim) - len("jwt:corp:") <= 256
+    attacker = victim + "€" * (256 - (len(victim) - len("jwt:corp:")))
+    journal.begin("req", "f@1", "http", attacker, 5.0)
     (call,) = read_notes(path)
-    assert (call.request_id, call.target, call.trigger, call.cut) == ("req", "f@1", "http", True)
-    assert call.actor.startswith("jwt:éé")
-    assert call.event().detail["note_cut"] is True
+    assert (call.request_id, call.target, call.trigger) == ("req", "f@1", "http")
+    event = call.event()
+    assert event.actor != victim
+    assert event.actor == "sha256:" + hashlib.sha256(attacker.encode()).hexdigest()
+    assert "actor_digest" in event.detail
     journal.close()
+
+
+def test_a_link_in_place_of_the_journal_is_not_read(tmp_path: Path) -> None:
+    """The journal is read without following a link (before, one to /dev/zero was read
+    without end at the node's start; here one to a file of notes made elsewhere) and no
+    further than a journal's most slots."""
+    elsewhere = tmp_path / "elsewhere"
+    made = CallsInFlight(elsewhere)
+    made.begin("req", "f@1", "http", "key:someone-else", 5.0)
+    path = tmp_path / "calls-in-flight"
+    path.symlink_to(elsewhere)
+    with pytest.raises(OSError, match="symbolic links"):  # ELOOP
+        read_notes(path)
+    made.close()
 
 
 def test_a_journal_opened_anew_is_empty(tmp_path: Path) -> None:

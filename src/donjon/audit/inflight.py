@@ -27,16 +27,23 @@ bounded far below that by the node's admission (concurrency slots, queue bounds)
 call past it is refused rather than run unnoted. The file's blocks are allocated as it is
 made and as it grows (`_allocate`): a full filesystem is a refusal (503), never a SIGBUS
 at a note's first write into a page with no block behind it.
+
+An async call's enqueue is noted too (`note`, triggers/queue/noted.py), in a slot of its
+own kind: state 2 before its queue row's commit (the commit's fate unknown), 3 once the
+commit returned, freed once its `invocation.enqueue` record is durable. `reopen` hands
+those notes to its `enqueues` callback, which records each whose row is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import mmap
 import os
 import struct
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,10 +54,15 @@ from donjon.store.database import StorageFull
 __all__ = [
     "IN_FLIGHT",
     "MAX_SLOTS",
+    "NOTE_BYTES",
+    "QUEUED",
+    "QUEUING",
     "CallsInFlight",
     "InFlightFull",
     "Interrupted",
+    "Note",
     "read_notes",
+    "read_slots",
     "reopen",
 ]
 
@@ -61,6 +73,8 @@ _SLOT = 512
 #: A slot: its state, the call's start (monotonic), its note, NUL-padded.
 _BODY = struct.Struct("<8xd496s")
 _NOTE = 496
+#: The most bytes of a note (one longer is cut to it).
+NOTE_BYTES = _NOTE
 #: The file's first slot: its layout's version, and wall time less monotonic time.
 _HEADER = struct.Struct("<8sd")
 _MAGIC = b"dj-fly-1"
@@ -68,6 +82,11 @@ _FIRST_SLOTS = 256
 #: 32 MiB of notes; calls in flight never come near it (see above).
 MAX_SLOTS = 1 << 16
 _LIVE = 1
+#: An enqueue noted before its queue row's commit, and once that commit returned.
+QUEUING = 2
+QUEUED = 3
+#: A note's caller given by its digest (`_digest`).
+_DIGEST = "sha256:"
 _SEP = "\x1f"  # (between a note's fields; `begin` writes it in its f-string)
 
 
@@ -101,6 +120,8 @@ class Interrupted:
         }
         if self.cut:
             detail["note_cut"] = True
+        if self.actor.startswith(_DIGEST):
+            detail["actor_digest"] = "the caller's name, too long for its note, by its SHA-256"
         return AuditEvent(self.actor, "function.invoke", self.target, "interrupted", detail)
 
 
@@ -128,11 +149,26 @@ class CallsInFlight:
         free = self._free
         slot = free.pop() if free else self._grow()
         offset = slot * _SLOT
-        _BODY.pack_into(
-            self._map, offset, started, f"{request_id}\x1f{target}\x1f{trigger}\x1f{actor}".encode()
-        )
+        text = f"{request_id}\x1f{target}\x1f{trigger}\x1f{actor}".encode()
+        if len(text) > _NOTE:  # (a token's long `sub`): never a cut name, another caller's
+            text = f"{request_id}\x1f{target}\x1f{trigger}\x1f{_digest(actor)}".encode()
+        _BODY.pack_into(self._map, offset, started, text)
         self._map[offset] = _LIVE  # last: a live slot's note is whole
         return slot
+
+    def note(self, state: int, text: bytes, started: float) -> int:
+        """Note something else in flight (`state`: `QUEUING`), `text` cut to its slot; its
+        slot, for `mark` and `end`."""
+        free = self._free
+        slot = free.pop() if free else self._grow()
+        offset = slot * _SLOT
+        _BODY.pack_into(self._map, offset, started, text)
+        self._map[offset] = state  # last: a live slot's note is whole
+        return slot
+
+    def mark(self, slot: int, state: int) -> None:
+        """A noted slot's new state (`QUEUED`: its commit returned); its note stays."""
+        self._map[slot * _SLOT] = state
 
     def end(self, slot: int) -> None:
         """The call's record is durable: its note is done with."""
@@ -161,6 +197,12 @@ class CallsInFlight:
         return self._free.pop()
 
 
+def _digest(actor: str) -> str:
+    """A caller too long for its note (a token's `sub` of up to 256 characters, 4 bytes
+    each in UTF-8), as its record names it: its SHA-256, which no principal's name is."""
+    return _DIGEST + hashlib.sha256(actor.encode()).hexdigest()
+
+
 def _allocate(fd: int, size: int) -> None:
     """The file at `fd` `size` bytes long, its blocks allocated now: a page of a shared
     mapping with no block behind it is allocated when it is first written, and on a full
@@ -174,14 +216,29 @@ def _allocate(fd: int, size: int) -> None:
         raise
 
 
-def read_notes(path: Path) -> list[Interrupted]:
-    """The calls a node that ended without its shutdown left in flight, from its journal
-    at `path` (none if it has none, or one of another layout). Read whole before a new
-    journal clears it."""
-    try:
-        data = path.read_bytes()
+@dataclass(frozen=True)
+class Note:
+    """A slot a killed node left noted: its state, start (wall time) and note's bytes."""
+
+    state: int
+    started_at: float
+    text: bytes
+
+    @property
+    def cut(self) -> bool:
+        """Its note filled its slot: its end may be cut."""
+        return len(self.text) == _NOTE
+
+
+def read_slots(path: Path) -> list[Note]:
+    """Every slot noted in the journal at `path`, of any state (none if it has none, or
+    one of another layout). Read whole before a new journal clears it."""
+    try:  # (not through a link; no more than a journal holds)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         return []
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(MAX_SLOTS * _SLOT)
     if len(data) < _SLOT:
         return []
     magic, wall_less_monotonic = _HEADER.unpack_from(data)
@@ -189,29 +246,39 @@ def read_notes(path: Path) -> list[Interrupted]:
         return []
     found = []
     for offset in range(_SLOT, len(data) - _SLOT + 1, _SLOT):
-        if data[offset] != _LIVE:
-            continue
-        started, raw = _BODY.unpack_from(data, offset)
-        note = raw.rstrip(b"\0")
-        fields = note.decode("utf-8", "replace").split(_SEP, 3)
-        fields += [""] * (4 - len(fields))
-        request_id, target, trigger, actor = fields
-        found.append(
-            Interrupted(
-                request_id,
-                target,
-                trigger,
-                actor or "system",
-                wall_less_monotonic + started,
-                len(note) == _NOTE,
-            )
-        )
+        state = data[offset]
+        if state:
+            started, raw = _BODY.unpack_from(data, offset)
+            found.append(Note(state, wall_less_monotonic + started, raw.rstrip(b"\0")))
     return found
 
 
-async def reopen(path: Path, audit: AuditLog) -> CallsInFlight:
+def _interrupted(note: Note) -> Interrupted:
+    fields = note.text.decode("utf-8", "replace").split(_SEP, 3)
+    fields += [""] * (4 - len(fields))
+    request_id, target, trigger, actor = fields
+    return Interrupted(request_id, target, trigger, actor or "system", note.started_at, note.cut)
+
+
+def read_notes(path: Path) -> list[Interrupted]:
+    """The calls a node that ended without its shutdown left in flight, from its journal
+    at `path` (none if it has none, or one of another layout)."""
+    return [_interrupted(note) for note in read_slots(path) if note.state == _LIVE]
+
+
+async def reopen(
+    path: Path,
+    audit: AuditLog,
+    enqueues: Callable[[list[Note]], Awaitable[None]] | None = None,
+) -> CallsInFlight:
     """The node's journal at `path`, opened anew once each call a killed node left in it
-    has its `interrupted` record, durable (before the node serves: `Node.start`)."""
-    for call in await asyncio.to_thread(read_notes, path):
-        await audit.record(call.event())
+    has its `interrupted` record, durable, and `enqueues` has recorded the enqueues it
+    left noted (before the node serves: `Node.start`)."""
+    notes = await asyncio.to_thread(read_slots, path)
+    for note in notes:
+        if note.state == _LIVE:
+            await audit.record(_interrupted(note).event())
+    queued = [note for note in notes if note.state in (QUEUING, QUEUED)]
+    if queued and enqueues is not None:
+        await enqueues(queued)
     return await asyncio.to_thread(CallsInFlight, path)

@@ -70,6 +70,7 @@ from donjon.store.audit_outbox import AuditOutbox
 from donjon.store.trim import CountedTrim
 from donjon.triggers.envelope import Submit, SubmitAll
 from donjon.triggers.queue import AsyncInvocations
+from donjon.triggers.queue.noted import record_noted
 from donjon.vault import AUDIT_OUTBOX_PURPOSE, MasterKey
 from donjon.vault.keyring import Keyring
 from donjon.vault.service import Vault
@@ -259,7 +260,14 @@ class Node:
         self.audit.start(process=True)  # the writer: a process of its own (audit/remote.py)
         await self.changes.recover()  # changes a killed node committed and never logged
         # (and the calls it left in flight: an `interrupted` record each, before any call)
-        self.calls_in_flight = await reopen(self.settings.data_dir / IN_FLIGHT, self.audit)
+        # (and the enqueues it left noted whose rows are stored: triggers/queue/noted.py)
+        self.calls_in_flight = await reopen(
+            self.settings.data_dir / IN_FLIGHT,
+            self.audit,
+            functools.partial(record_noted, self.engine, self.audit),
+        )
+        if self.invocations is not None:  # each enqueue noted before its commit
+            self.invocations.notes.journal = self.calls_in_flight
         self.changes.start(self.settings.audit.outbox_drain_s)  # and those of failed appends
         self.denials.start()
         await self._start_quotas()
@@ -423,6 +431,13 @@ class Node:
         if self.pool is not None:
             await self.pool.close()
 
+    def _close_journal(self) -> None:
+        """Close the journal of calls in flight (notes left in it: calls with no record)."""
+        if self.invocations is not None:
+            self.invocations.notes.journal = None  # (an enqueue now is not noted: no writer)
+        if self.calls_in_flight is not None:
+            self.calls_in_flight.close()
+
     async def stop(self) -> None:
         for task in (self._purge_task, self._last_used_task):
             if task is not None:
@@ -460,6 +475,5 @@ class Node:
                 self._monitor = None
         finally:
             self.audit.stop()
-        if self.calls_in_flight is not None:  # (notes left in it: calls with no record)
-            self.calls_in_flight.close()
+        self._close_journal()
         self.engine.dispose()

@@ -242,10 +242,12 @@ class InvocationQueue(abc.ABC):
         admitted: bool = False,
         bound: int | None = None,
         version: int | None = None,
+        invocation_id: str | None = None,
     ) -> QueuedInvocation:
         """Store one invocation, due now, for the function's `version`; durable once this
         returns. With `bound`, `QueueFull` (nothing stored) if its function already has
-        `bound` pending."""
+        `bound` pending. `invocation_id`: its id, chosen by the caller (noted before the
+        commit: triggers/queue/noted.py); else a new one."""
 
     @abc.abstractmethod
     async def enqueue_all(
@@ -255,10 +257,12 @@ class InvocationQueue(abc.ABC):
         *,
         bound: int | None = None,
         version: int | None = None,
+        invocation_ids: Sequence[str] | None = None,
     ) -> list[QueuedInvocation]:
         """Store invocations of one function (each `admitted` as its envelope says) for its
         `version`, all or none: `QueueFull` if its pending ones and these would pass
-        `bound`, `BatchOverBound` if these alone would."""
+        `bound`, `BatchOverBound` if these alone would. `invocation_ids`: theirs, one an
+        envelope, chosen by the caller; else new ones."""
 
     @abc.abstractmethod
     async def pending(self, function: str | None = None) -> dict[str, int]:

@@ -5,8 +5,8 @@ queue's redrive and purge. Each is audited; no record carries an event's body.
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +22,7 @@ from donjon.triggers.queue.interface import (
     QueueFull,
     RetryPolicy,
 )
+from donjon.triggers.queue.noted import EnqueueNotes, enqueue_event
 
 __all__ = [
     "AsyncInvocations",
@@ -106,6 +107,9 @@ class AsyncInvocations:
         self.on_enqueue: Callable[[], None] = lambda: None
         #: Called for each enqueue refused by the function's `limits.queued`.
         self.on_full: Refused = _ignore
+        #: Each enqueue noted before its commit (triggers/queue/noted.py), in the node's
+        #: journal of calls in flight once its start sets it (`notes.journal`).
+        self.notes = EnqueueNotes()
 
     def policy(self, function: str) -> FunctionPolicy | None:
         return self._lookup(function)
@@ -122,15 +126,25 @@ class AsyncInvocations:
             return []
         first = envelopes[0]
         policy = self._policy_of(first.function)
+        ids = [str(uuid.uuid4()) for _ in envelopes]  # (noted before the commit)
+        events = [enqueue_event(e, i) for e, i in zip(envelopes, ids, strict=True)]
+        notes = self.notes.take(events)
         try:
             queued = await self.queue.enqueue_all(
-                envelopes, policy.retry, bound=policy.queued, version=policy.version
+                envelopes,
+                policy.retry,
+                bound=policy.queued,
+                version=policy.version,
+                invocation_ids=ids,
             )
         except QueueFull as e:
+            self.notes.forget(notes)
             await self.on_full(first, e)
             raise
-        for envelope, invocation in zip(envelopes, queued, strict=True):
-            await self._audit_enqueue(envelope, invocation)
+        except Exception:
+            self.notes.forget(notes)  # nothing stored ("the request changed nothing": sql.py)
+            raise
+        await self._recorded(events, notes)
         self.on_enqueue()
         return [invocation.id for invocation in queued]
 
@@ -139,6 +153,9 @@ class AsyncInvocations:
         now), that admission stands for its first attempt's rate buckets and quotas.
         `QueueFull` (nothing queued) when the function has its `limits.queued` pending."""
         policy = self._policy_of(envelope.function)
+        invocation_id = str(uuid.uuid4())
+        event = enqueue_event(envelope, invocation_id)
+        notes = self.notes.take((event,))
         try:
             queued = await self.queue.enqueue(
                 envelope,
@@ -146,11 +163,16 @@ class AsyncInvocations:
                 admitted=envelope.admitted,
                 bound=policy.queued,
                 version=policy.version,
+                invocation_id=invocation_id,
             )
         except QueueFull as e:
+            self.notes.forget(notes)
             await self.on_full(envelope, e)
             raise
-        await self._audit_enqueue(envelope, queued)
+        except Exception:
+            self.notes.forget(notes)  # nothing stored ("the request changed nothing": sql.py)
+            raise
+        await self._recorded((event,), notes)
         self.on_enqueue()
         return queued
 
@@ -160,32 +182,22 @@ class AsyncInvocations:
             raise UnknownFunction(f"no function named {function!r}", hint="donjon ls lists them")
         return policy
 
-    async def _audit_enqueue(self, envelope: Envelope, queued: QueuedInvocation) -> None:
+    async def _recorded(self, events: Sequence[AuditEvent], notes: list[int]) -> None:
+        """Each committed enqueue's record, its note ended once the record is durable. An
+        `AuditError` (the record not appended) leaves the notes of those not recorded:
+        the next start appends their records (`record_noted`)."""
+        self.notes.committed(notes)
+        for n, event in enumerate(events):
+            await self._audit_enqueue(event)
+            if notes:
+                self.notes.end(notes[n])
+
+    async def _audit_enqueue(self, event: AuditEvent) -> None:
         """The enqueue's record: the event is queued, and runs, so an audit writer that dies
         now is waited for (APPEND_RETRY_S) rather than answered "not completed" (before, a
         500, and its client sent again an event that ran). A full storage is not waited
         for: its client gets a 503 at once."""
-        await append_again(
-            self._audit,
-            AuditEvent(
-                envelope.principal or envelope.trigger,
-                "invocation.enqueue",
-                envelope.function,
-                "ok",
-                {
-                    "invocation_id": queued.id,
-                    "trigger": envelope.trigger,
-                    "source": envelope.source[:300],
-                    "type": envelope.type[:200],
-                    **(_delivery(envelope.delivery_id) if envelope.delivery_id else {}),
-                    **({"request_id": envelope.request_id} if envelope.request_id else {}),
-                    **({"client": envelope.client} if envelope.client else {}),
-                    "bytes": len(envelope.event),
-                },
-            ),
-            APPEND_RETRY_S,
-            while_full=False,
-        )
+        await append_again(self._audit, event, APPEND_RETRY_S, while_full=False)
 
     async def pending(self, function: str | None = None) -> dict[str, int]:
         """How many invocations each function (or only `function`) has pending; those
@@ -273,10 +285,3 @@ class AsyncInvocations:
         )
         async with self._changes.change(event):
             return await self.queue.purge(function)
-
-
-def _delivery(delivery_id: str) -> dict[str, str]:
-    """The producer's delivery id as the append-only audit log keeps it: its SHA-256 (hex, 32
-    digits), which matches a known id without holding it. An S3 record's id holds its object
-    key (`bucket/key/sequencer`), a value of the event the audit log must not keep."""
-    return {"delivery_sha256": hashlib.sha256(delivery_id.encode()).hexdigest()[:32]}

@@ -158,8 +158,9 @@ class SqlInvocationQueue(InvocationQueue):
         admitted: bool,
         now: float,
         version: int | None = None,
+        invocation_id: str | None = None,
     ) -> dict[str, Any]:
-        invocation_id = str(uuid.uuid4())
+        invocation_id = invocation_id or str(uuid.uuid4())
         return {
             "id": invocation_id,
             "function": envelope.function,
@@ -193,8 +194,9 @@ class SqlInvocationQueue(InvocationQueue):
         admitted: bool = False,
         bound: int | None = None,
         version: int | None = None,
+        invocation_id: str | None = None,
     ) -> QueuedInvocation:
-        values = self._values(envelope, retry, admitted, time.time(), version)
+        values = self._values(envelope, retry, admitted, time.time(), version, invocation_id)
         (queued,) = await self._insert([values], bound)
         return queued
 
@@ -205,14 +207,22 @@ class SqlInvocationQueue(InvocationQueue):
         *,
         bound: int | None = None,
         version: int | None = None,
+        invocation_ids: Sequence[str] | None = None,
     ) -> list[QueuedInvocation]:
         if not envelopes:
             return []
         if len({e.function for e in envelopes}) != 1:
             raise QueueError("a batch enqueued at once is of one function")
+        if invocation_ids is not None and len(invocation_ids) != len(envelopes):
+            raise QueueError("one invocation id an envelope")
         now = time.time()
+        ids: Sequence[str | None] = invocation_ids or [None] * len(envelopes)
         return await self._insert(
-            [self._values(e, retry, e.admitted, now, version) for e in envelopes], bound
+            [
+                self._values(e, retry, e.admitted, now, version, i)
+                for e, i in zip(envelopes, ids, strict=True)
+            ],
+            bound,
         )
 
     async def _insert(
