@@ -56,7 +56,9 @@ input_schema:
   type: object
   required: [Records]
   properties:
-    Records: {type: array, items: {type: object, properties: {items: {type: array, items: {type: integer}}}}}
+    Records:
+      type: array
+      items: {type: object, properties: {items: {type: array, items: {type: integer}}}}
 """
 
 
