@@ -40,7 +40,7 @@ class Sink:
         self.refused_keys: set[str] = set()
         self.checked: list[str] = []
 
-    def check(self, envelope: Envelope) -> None:
+    async def check(self, envelope: Envelope) -> None:
         self.checked.append(envelope.subject or "")
         if envelope.subject in self.refused_keys:
             raise Error("input does not match the function's schema")

@@ -78,4 +78,5 @@ SubmitAll = Callable[[Sequence[Envelope]], Awaitable[list[str]]]
 #: (over the function's body limit, refused by its input_schema); `Submit` checks the
 #: same. A source checks every envelope of a message first, so that one refused record
 #: does not leave the records before it submitted, to run again at each redelivery.
-Check = Callable[[Envelope], None]
+#: Awaited: the node checks a large event in a child process (gateway/large_events.py).
+Check = Callable[[Envelope], Awaitable[None]]

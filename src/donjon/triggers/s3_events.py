@@ -132,11 +132,13 @@ def envelopes(function: str, spec: S3Spec, records: list[S3Record]) -> list[Enve
     ]
 
 
-def pushed_envelopes(function: str, spec: S3Spec, body: bytes) -> list[Envelope] | tuple[str, str]:
-    """`envelopes` of the pushed notification `body`, or its `MalformedEvent`'s message
-    and hint. A pure function of its arguments, so a large body's are made off the event
-    loop (gateway/hooks_s3.py) to the same envelopes (an exception does not come back from
-    a child whole)."""
+def pushed_envelopes(
+    function: str, spec: S3Spec, body: bytes | str
+) -> list[Envelope] | tuple[str, str]:
+    """`envelopes` of the notification `body` (pushed, or an SQS message's), or its
+    `MalformedEvent`'s message and hint. A pure function of its arguments, so a large
+    body's are made off the event loop (gateway/hooks_s3.py, gateway/event_sources.py) to
+    the same envelopes (an exception does not come back from a child whole)."""
     try:
         records = parse_notification(body)
     except MalformedEvent as e:

@@ -24,7 +24,7 @@ from donjon.manifest import Manifest
 from donjon.manifest.event_triggers import PostgresSpec, S3Spec
 from donjon.triggers.envelope import Check, Submit, SubmitAll
 from donjon.triggers.source_health import Record, SourceHealth
-from donjon.triggers.sqs_source import SqsPoller
+from donjon.triggers.sqs_source import MakeEnvelopes, SqsPoller
 
 __all__ = ["EventSources", "Source", "SourceKey"]
 
@@ -56,8 +56,11 @@ class EventSources:
         check: Check | None = None,
         submit_all: SubmitAll | None = None,
         allow_networks: Sequence[IPNetwork] = (),
+        make: MakeEnvelopes | None = None,
     ) -> None:
         self._listing = listing
+        #: How an SQS message's records become envelopes (None: on the loop, as made).
+        self._make = make
         #: Internal networks the sources may dial (source_address.py).
         self._allow_networks = tuple(allow_networks)
         self._open_secret = open_secret
@@ -139,6 +142,7 @@ class EventSources:
                 self._check,
                 self._submit_all,
                 self._allow_networks,
+                self._make,
             )
         else:
             # Imported here: psycopg costs a node's start about 0.15 s and 20 MiB, and

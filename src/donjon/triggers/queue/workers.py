@@ -48,6 +48,14 @@ Deliver = Callable[[QueuedInvocation], Awaitable[Outcome]]
 Refusals = Callable[[AuditEvent], Awaitable[None]]
 #: Each deployed function's owner, by name ("" when not kept).
 Owners = Callable[[], Mapping[str, str]]
+#: `destination_event(invocation, outcome, limit)`: the node's makes a record of large
+#: payloads in a child process (gateway/deliveries.py), the loop free meanwhile.
+MakeRecord = Callable[[QueuedInvocation, Outcome, int | None], Awaitable[bytes]]
+
+
+async def _made_here(invocation: QueuedInvocation, outcome: Outcome, limit: int | None) -> bytes:
+    """`destination_event` on the loop (workers without a node's `make_record`: tests)."""
+    return destination_event(invocation, outcome, limit)
 
 
 def _removed_since(invocation: QueuedInvocation, policy: FunctionPolicy) -> bool:
@@ -79,8 +87,11 @@ class QueueWorkers:
         rng: random.Random | None = None,
         refusals: Refusals | None = None,
         owners: Owners | None = None,
+        make_record: MakeRecord | None = None,
     ) -> None:
         self._service = service
+        #: How a destination's record is made (its event: up to two parsed payloads).
+        self._make_record = make_record if make_record is not None else _made_here
         #: Each deployed function's owner: a claim counts the calls running by owner.
         self._owners = owners
         #: Where a throttled attempt's record goes, aggregated (audit/denials.py); None:
@@ -358,10 +369,11 @@ class QueueWorkers:
             # A chain of records (a function naming itself, a ring) ends at its bound.
             await check_chain(invocation, target, self._service.get)
             to = self._service.policy(target)
+            event = await self._make_record(invocation, outcome, to.body if to else None)
             await self._service.enqueue(
                 Envelope(
                     function=target,
-                    event=destination_event(invocation, outcome, to.body if to else None),
+                    event=event,
                     trigger="invoke",
                     source=f"/functions/{invocation.function}",
                     type=record_type(outcome.ok),
