@@ -48,10 +48,9 @@ def _held(service: AsyncInvocations) -> tuple[threading.Event, threading.Event]:
 
 async def _cancelled_mid_commit(service: AsyncInvocations, batch: bool) -> None:
     begun, go = _held(service)
-    if batch:
-        caller = asyncio.create_task(service.submit_all([envelope("sqs")] * 3))
-    else:
-        caller = asyncio.create_task(service.enqueue(envelope("sqs")))
+    caller: asyncio.Task[Any] = asyncio.create_task(
+        service.submit_all([envelope("sqs")] * 3) if batch else service.enqueue(envelope("sqs"))
+    )
     await asyncio.to_thread(begun.wait, 10)
     caller.cancel()  # (the trigger's task, cancelled by its function's redeploy)
     with pytest.raises(asyncio.CancelledError):
