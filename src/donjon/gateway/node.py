@@ -467,6 +467,8 @@ class Node:
             await self.limiter.close()
         except Exception:
             log.exception("closing the limiter failed")
+        if self.invocations is not None:  # enqueues whose callers were cancelled: recorded
+            await self.invocations.settle()
         await self.changes.stop()  # no drain appends once the writer is stopping
         try:
             await self.denials.stop()  # the counted denials are written before the writer stops

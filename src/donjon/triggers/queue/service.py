@@ -5,11 +5,12 @@ queue's redrive and purge. Each is audited; no record carries an event's body.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from donjon.audit import AuditEvent
 from donjon.audit.changes import APPEND_RETRY_S, AuditedChanges, append_again
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("donjon.queue")
+
+_T = TypeVar("_T")
 
 #: The most dead-lettered invocations one listing returns.
 MAX_LISTED = 1000
@@ -83,6 +86,12 @@ async def _ignore(envelope: Envelope, error: QueueFull) -> None:
     del envelope, error
 
 
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """An enqueue whose caller was cancelled, failed: logged (its notes say the rest)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("an enqueue whose caller was cancelled failed: %r", error)
+
+
 #: A deployed function's policy by name; None when it is not deployed.
 Lookup = Callable[[str], FunctionPolicy | None]
 
@@ -110,6 +119,8 @@ class AsyncInvocations:
         #: Each enqueue noted before its commit (triggers/queue/noted.py), in the node's
         #: journal of calls in flight once its start sets it (`notes.journal`).
         self.notes = EnqueueNotes()
+        #: Enqueues begun, each run to its end whatever becomes of its caller (`_to_the_end`).
+        self._finishing: set[asyncio.Task[Any]] = set()
 
     def policy(self, function: str) -> FunctionPolicy | None:
         return self._lookup(function)
@@ -129,6 +140,17 @@ class AsyncInvocations:
         ids = [str(uuid.uuid4()) for _ in envelopes]  # (noted before the commit)
         events = [enqueue_event(e, i) for e, i in zip(envelopes, ids, strict=True)]
         notes = self.notes.take(events)
+        queued = await self._to_the_end(self._enqueue_all(envelopes, policy, ids, events, notes))
+        return [invocation.id for invocation in queued]
+
+    async def _enqueue_all(
+        self,
+        envelopes: Sequence[Envelope],
+        policy: FunctionPolicy,
+        ids: list[str],
+        events: list[AuditEvent],
+        notes: list[int],
+    ) -> list[QueuedInvocation]:
         try:
             queued = await self.queue.enqueue_all(
                 envelopes,
@@ -139,14 +161,14 @@ class AsyncInvocations:
             )
         except QueueFull as e:
             self.notes.forget(notes)
-            await self.on_full(first, e)
+            await self.on_full(envelopes[0], e)
             raise
         except Exception:
             self.notes.forget(notes)  # nothing stored ("the request changed nothing": sql.py)
             raise
         await self._recorded(events, notes)
         self.on_enqueue()
-        return [invocation.id for invocation in queued]
+        return queued
 
     async def enqueue(self, envelope: Envelope) -> QueuedInvocation:
         """Enqueue `envelope`; when `envelope.admitted` (its request passed admission just
@@ -156,6 +178,16 @@ class AsyncInvocations:
         invocation_id = str(uuid.uuid4())
         event = enqueue_event(envelope, invocation_id)
         notes = self.notes.take((event,))
+        return await self._to_the_end(self._enqueue(envelope, policy, invocation_id, event, notes))
+
+    async def _enqueue(
+        self,
+        envelope: Envelope,
+        policy: FunctionPolicy,
+        invocation_id: str,
+        event: AuditEvent,
+        notes: list[int],
+    ) -> QueuedInvocation:
         try:
             queued = await self.queue.enqueue(
                 envelope,
@@ -175,6 +207,26 @@ class AsyncInvocations:
         await self._recorded((event,), notes)
         self.on_enqueue()
         return queued
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, _T]) -> _T:
+        """`work` (an enqueue, noted), run to its end whatever becomes of its caller: its
+        commit runs in a thread a cancellation does not stop, so a caller cancelled then
+        (a trigger's task at its function's redeploy: triggers/sources.py) would leave a
+        row that runs with no record, and its note, never ended, counted in MAX_NOTED."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_failure)  # (its caller gone: nobody else reads it)
+            raise
+
+    async def settle(self) -> None:
+        """Wait for the enqueues begun (their callers may be gone): before the audit
+        writer stops (`Node.stop`)."""
+        while self._finishing:
+            await asyncio.wait(set(self._finishing))
 
     def _policy_of(self, function: str) -> FunctionPolicy:
         policy = self._lookup(function)
