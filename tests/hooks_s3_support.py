@@ -74,11 +74,11 @@ def document(*records: dict[str, Any]) -> bytes:
     return json.dumps({"EventName": "s3:ObjectCreated:Put", "Records": list(records)}).encode()
 
 
-def node_with(tmp_path: Path, manifest_text: str = MANIFEST) -> Node:
+def node_with(tmp_path: Path, manifest_text: str = MANIFEST, handler: str = HANDLER) -> Node:
     fn = tmp_path / "fn"
     fn.mkdir()
     (fn / "donjon.yaml").write_text(manifest_text)
-    (fn / "main.py").write_text(HANDLER)
+    (fn / "main.py").write_text(handler)
     settings = Settings(data_dir=tmp_path / "data", url="https://127.0.0.1:1", api_key=None)
     initialize(settings)
     node = open_node(settings)

@@ -8,16 +8,20 @@ could only queue past its bounds is shed with 503 (sandbox/backlog.py). Every wa
 (invoke, http triggers, the Lambda API, schedules, `context.invoke`) goes through
 `admit`. Concurrency slots are held around the call itself (gateway/slots.py).
 A call admitted, then refused before it was run or queued (its queue was full: an async
-call's), is given back what `admit` spent (`give_back`): a refused call costs nothing.
+call's; the large events' child busy making or checking its event: `busy_given_back`),
+is given back what `admit` spent (`give_back`): a refused call costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from donjon.audit import AuditEvent
 from donjon.errors import Error
 from donjon.gateway.actors import actor_of
+from donjon.gateway.large_events import LargeEventsBusy
 from donjon.gateway.node import Node
 from donjon.gateway.quota_check import check_counted, check_quota, give_back_quota
 from donjon.gateway.rate_buckets import give_back_rate_buckets, take_rate_buckets
@@ -25,9 +29,11 @@ from donjon.identity import Principal
 from donjon.lifecycle import Deployed
 from donjon.sandbox import CallShed
 
-__all__ = ["actor_of", "admit", "give_back"]
+__all__ = ["actor_of", "admit", "busy_given_back", "give_back"]
 
 log = logging.getLogger("donjon")
+
+T = TypeVar("T")
 
 
 async def admit(
@@ -108,3 +114,24 @@ async def give_back(
         await give_back_quota(node, deployed, principal)
     except Error as e:
         log.warning("what a refused call of %s spent was not all given back: %s", deployed.name, e)
+
+
+async def busy_given_back(
+    work: Awaitable[T],
+    node: Node,
+    deployed: Deployed,
+    principal: Principal | None,
+    trigger: str,
+    *,
+    client: str | None = None,
+) -> T:
+    """`work`: the large events' child checking or making the event of a call `admit`
+    let through. Refused there (`LargeEventsBusy`, 503: another caller's large events hold
+    the child's places; nothing run or queued), the call is given back what `admit` spent,
+    as a call refused for a full queue is: its sender sends it again, and another tenant
+    filling the child must not spend this one's rate and quota."""
+    try:
+        return await work
+    except LargeEventsBusy:
+        await give_back(node, deployed, principal, trigger, client=client)
+        raise

@@ -30,7 +30,7 @@ from donjon.gateway.access import (
     credential_ended,
     parse_json,
 )
-from donjon.gateway.admission import actor_of, admit
+from donjon.gateway.admission import actor_of, admit, busy_given_back
 from donjon.gateway.async_invoke import respond_async, wants_async
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.call_plan import CallPlan, function_meta, plan_for
@@ -469,10 +469,10 @@ async def handle_invoke(request: Request) -> Response:
         limits = plan.limits if plan is not None else None
         await admit(node, deployed, principal, request_id, "invoke", limits=limits)
         body = await read_event(request, deployed, limit, declared_checked=True) or b"{}"
-        # Past ON_LOOP_BYTES (a slice, not len(): no call on the warm path): parsed and
-        # checked in a child process, the loop free (large_events.py).
+        # Past ON_LOOP_BYTES (a slice: no call), checked in a child; its 503 gives admit's back.
         if body[PAST_LOOP]:
-            await check_large(node, request, principal.label, deployed, body, request_id)
+            checked = check_large(node, request, principal.label, deployed, body, request_id)
+            await busy_given_back(checked, node, deployed, principal, "invoke")
         else:
             parsed = await parse_json(
                 node,

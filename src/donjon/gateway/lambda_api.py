@@ -33,7 +33,7 @@ from donjon.gateway.access import (
     new_request_id,
     read_body,
 )
-from donjon.gateway.admission import admit
+from donjon.gateway.admission import admit, busy_given_back
 from donjon.gateway.async_invoke import enqueue_checked
 from donjon.gateway.call_errors import error_response
 from donjon.gateway.errors import BadRequest, NotFound, Unauthorized
@@ -303,7 +303,8 @@ async def handle_lambda_invoke(request: Request) -> Response:
         )
         await admit(node, deployed, principal, request_id, "lambda")
         event = body or b"{}"
-        await check_event(node, request, principal.label, deployed, event, request_id)
+        checked = check_event(node, request, principal.label, deployed, event, request_id)
+        await busy_given_back(checked, node, deployed, principal, "lambda")  # its 503 spends none
         if invocation == "Event":  # queued durably, run with retries (docs/triggers.md)
             # Its source is the function's path, not the caller's: a FunctionName may be an
             # ARN of any length and bytes (a NUL the PostgreSQL queue row refuses).

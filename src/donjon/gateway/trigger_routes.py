@@ -18,7 +18,7 @@ from donjon.gateway.access import (
     client_address,
     new_request_id,
 )
-from donjon.gateway.admission import admit
+from donjon.gateway.admission import admit, busy_given_back
 from donjon.gateway.apigw import apigw_event
 from donjon.gateway.call_errors import error_response, reveals
 from donjon.gateway.events import body_limit, check_event, read_event, refuse_declared
@@ -88,9 +88,11 @@ async def handle_http_trigger(request: Request) -> Response:
         refuse_declared(request, deployed, limit)
         await admit(node, deployed, principal, request_id, "http", client=client_address(request))
         body = await read_event(request, deployed, limit)
+        client = client_address(request)
         if deployed.validator is not None:  # the schema describes the request's JSON body
             actor = principal.label if principal else "anonymous"
-            await check_event(node, request, actor, deployed, body or b"{}", request_id)
+            checked = check_event(node, request, actor, deployed, body or b"{}", request_id)
+            await busy_given_back(checked, node, deployed, principal, "http", client=client)
         headers = function_headers(request, strip_auth=auth != "public", issuers=node.jwt.issuers)
         own_path = route_of(path)
         label = principal.label if principal else None
@@ -102,7 +104,14 @@ async def handle_http_trigger(request: Request) -> Response:
             )
         # Past ON_LOOP_BYTES, encoded in a child (large_events.py): the loop free.
         event = (
-            await node.large_events.encoded(label or "anonymous", made)
+            await busy_given_back(
+                node.large_events.encoded(label or "anonymous", made),
+                node,
+                deployed,
+                principal,
+                "http",
+                client=client,
+            )
             if body[PAST_LOOP]
             else event_json(made)
         )
