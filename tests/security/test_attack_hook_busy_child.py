@@ -54,14 +54,7 @@ def test_a_delivery_refused_by_the_busy_child_spends_nothing(tmp_path: Path) -> 
 
     async def exchange(client: httpx.AsyncClient) -> None:
         await node.vault.set("gh-hook", Secret(SECRET), "test")
-        work = node.large_events
-        # The other tenant's large events: one running (held 3 s), seven waiting, four
-        # of them each of two of its functions' callers: every place taken.
-        held = [asyncio.create_task(work.made("s3:a1", time.sleep, 3.0))]
-        await asyncio.sleep(0.5)  # (running in the child now)
-        held += [asyncio.create_task(work.made("s3:a1", time.sleep, 0)) for _ in range(3)]
-        held += [asyncio.create_task(work.made("s3:a2", time.sleep, 0)) for _ in range(4)]
-        await asyncio.sleep(0.1)
+        held = await _take_every_place(node)
         first = await client.post(
             "/hooks/gh", content=body, headers=github_headers(SECRET, body, "d-1")
         )
