@@ -28,11 +28,11 @@ from starlette.responses import Response
 
 from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
-from donjon.gateway.admission import admit, give_back
+from donjon.gateway.admission import admit, busy_given_back, give_back
 from donjon.gateway.errors import NotFound
 from donjon.gateway.events import body_limit, check_made, read_event
 from donjon.gateway.hooks_s3 import handle_s3_push
-from donjon.gateway.large_events import PAST_LOOP, LargeEventsBusy
+from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error, quarantined
 from donjon.gateway.schemas import render
@@ -75,24 +75,19 @@ async def handle_hook(request: Request) -> Response:
         off_loop = _in_child(node, f"webhook:{deployed.name}") if body[PAST_LOOP] else None
         try:
             verified = await hooks.verify(spec, request.headers, body, off_loop)
-            try:
-                invocation = await hooks.accept(
-                    deployed.name,
-                    spec,
-                    request.headers,
-                    body,
-                    verified,
-                    functools.partial(admit, node, deployed, None, request_id, "webhook"),
-                    functools.partial(_validated, node, submit, deployed),
-                    off_loop,
-                )
-            except LargeEventsBusy:
-                # Admitted, then refused by the child (its event not made or not checked:
-                # 503), nothing queued: given back what the admission spent, as for a
-                # full queue (its sender sends it again; another tenant's large events
-                # filling the child must not spend this function's rate and quota).
-                await give_back(node, deployed, None, "webhook")
-                raise
+            # (the child refusing its event after admission, 503: given back what the
+            # admission spent, admission.busy_given_back)
+            accepting = hooks.accept(
+                deployed.name,
+                spec,
+                request.headers,
+                body,
+                verified,
+                functools.partial(admit, node, deployed, None, request_id, "webhook"),
+                functools.partial(_validated, node, submit, deployed),
+                off_loop,
+            )
+            invocation = await busy_given_back(accepting, node, deployed, None, "webhook")
         except BadDelivery as e:
             await deny(
                 node,

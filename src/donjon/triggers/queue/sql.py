@@ -53,7 +53,7 @@ from donjon.triggers.queue.interface import (
     Status,
 )
 from donjon.triggers.queue.node_bound import DEFAULT_MAX_PENDING, NodePending
-from donjon.triggers.queue.rows import RowValues, db_text
+from donjon.triggers.queue.rows import RowValues, db_text, invocation_of, queued_columns
 from donjon.vault.queueseal import QueueSealer, Sealed
 
 __all__ = ["SqlInvocationQueue"]
@@ -122,32 +122,9 @@ class SqlInvocationQueue(InvocationQueue):
             if not shown:
                 raise
             event, result, error = None, None, f"its sealed data does not open: {e.message}"
-        return QueuedInvocation(
-            id=r.id,
-            function=r.function,
-            trigger=r.trigger,
-            source=r.source,
-            type=r.type,
-            principal=r.principal,
-            roles=tuple((r.roles or "").split()),
-            signed_by=r.signed_by,
-            signed_key=r.signed_key,
-            delivery_id=r.delivery_id,
-            subject=r.subject,
-            event=event or b"",
-            status=Status(r.status),
-            attempts=int(r.attempts),
-            retry=RetryPolicy(int(r.max_attempts), float(r.backoff_s), int(r.max_age_s)),
-            enqueued_at=float(r.enqueued_at),
-            next_at=float(r.next_at),
-            updated_at=float(r.updated_at),
-            request_id=r.request_id,
-            result=result,
-            version=None if r.version is None else int(r.version),
-            error_type=r.error_type if error is None else UNREADABLE,
-            error=r.error if error is None else error[:MAX_ERROR_CHARS],
-            admitted=bool(r.admitted),
-        )
+        if error is None:
+            return invocation_of(r, event, result, r.error_type, r.error)
+        return invocation_of(r, event, result, UNREADABLE, error[:MAX_ERROR_CHARS])
 
     # -- writes ------------------------------------------------------------------
 
@@ -163,27 +140,8 @@ class SqlInvocationQueue(InvocationQueue):
         invocation_id = invocation_id or str(uuid.uuid4())
         return {
             "id": invocation_id,
-            "function": envelope.function,
-            "trigger": envelope.trigger,
-            "source": envelope.source,
-            "type": envelope.type,
-            "principal": envelope.principal,
-            "roles": " ".join(envelope.roles) or None,
-            "signed_by": envelope.signed_by,
-            "signed_key": envelope.signed_key,
-            "delivery_id": envelope.delivery_id,
-            "subject": envelope.subject,
+            **queued_columns(envelope, retry, admitted, now, version),
             **self._sealed(invocation_id, "event", envelope.event),
-            "status": Status.QUEUED.value,
-            "attempts": 0,
-            "max_attempts": retry.attempts,
-            "backoff_s": retry.backoff_s,
-            "max_age_s": retry.max_age_s,
-            "admitted": 1 if admitted else None,
-            "version": version,
-            "enqueued_at": now,
-            "next_at": now,
-            "updated_at": now,
         }
 
     async def enqueue(
