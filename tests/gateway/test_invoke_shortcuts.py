@@ -150,6 +150,6 @@ def test_a_json_results_length_field_is_its_sizes_digits() -> None:
         response = function_json_response(b"1" * size, "0a1b").response
         length = str(size).encode("latin-1")
         assert (b"content-length", length) in response.raw_headers
-        lines, size_checked = response.checked_head  # type: ignore[attr-defined]  # the JSON result's
+        lines, size_checked = response.checked_head  # type: ignore[attr-defined]  # typed Response; a _JSONResult
         assert b"\r\ncontent-length: " + length + b"\r\n" in lines
         assert size_checked == size
