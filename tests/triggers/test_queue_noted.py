@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from donjon.audit import AuditEvent, inflight
+from donjon.audit import AuditEvent, AuditLog, inflight
 from donjon.audit.errors import AuditStorageFull
 from donjon.audit.inflight import (
     QUEUED,
@@ -22,6 +22,7 @@ from donjon.audit.inflight import (
     read_slots,
     reopen,
 )
+from donjon.secret import Secret
 from donjon.triggers.envelope import Envelope
 from donjon.triggers.queue import (
     AsyncInvocations,
@@ -82,12 +83,13 @@ def test_an_enqueue_whose_record_failed_stays_noted_as_committed(tmp_path: Path)
     assert journal.in_flight() == 1
 
 
-def _left(tmp_path: Path, *notes: tuple[Envelope, str, int]) -> Path:
-    """A journal a killed node left, with `notes`: (envelope, invocation id, state)."""
+def _left(tmp_path: Path, *notes: tuple[Envelope, str, int], size: int | None = None) -> Path:
+    """A journal a killed node left, with `notes`: (envelope, invocation id, state), each
+    noted when the audit log held `size` records."""
     path = tmp_path / "calls-in-flight"
     old = CallsInFlight(path)
     for env, invocation_id, state in notes:
-        old.mark(note_enqueue(old, enqueue_event(env, invocation_id)), state)
+        old.mark(note_enqueue(old, enqueue_event(env, invocation_id), size), state)
     old.close()
     return path
 
@@ -190,3 +192,35 @@ def test_a_flood_of_enqueues_never_takes_the_slots_of_calls(
     assert sum(isinstance(a, InFlightFull) for a in answers) == 2000 - 256
     assert sum(isinstance(a, QueueError) for a in answers) == 256  # (nothing stored)
     assert journal.in_flight() == 0
+
+
+def test_a_noted_enqueue_whose_record_the_log_holds_is_not_recorded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its record's commit, before its note's end: the note holds the log's
+    size when it was taken, and the next start finds the record after it, so appends none.
+    One whose record is not there, or lies past LOOKED_AT records after the note's size,
+    is recorded (repeated, never missing); an older node's note (no size) is recorded."""
+    service, journal = _service(tmp_path, KeptRecords())
+    journal.close()
+    engine = service.queue.engine  # type: ignore[attr-defined]  # the SQL queue's
+    audit = AuditLog(engine, Secret(bytes(range(32))))
+    rows = [asyncio.run(service.queue.enqueue(envelope("echo"), POLICY.retry)) for _ in range(3)]
+    held, missing, far = (r.id for r in rows)
+    audit.record_now(AuditEvent("system", "function.deploy", "echo", "ok", {}))
+    size = audit.size
+    audit.record_now(enqueue_event(envelope("echo"), held))  # appended, then the kill
+    for n in range(4):  # (others' records)
+        audit.record_now(AuditEvent("system", "invocation.attempt", "echo", "ok", {"n": n}))
+    audit.record_now(enqueue_event(envelope("echo"), far))  # 6 records after the size
+    monkeypatch.setattr(noted, "LOOKED_AT", 5)
+    path = _left(
+        tmp_path, *((envelope("echo"), i, QUEUED) for i in (held, missing, far)), size=size
+    )
+    log = KeptRecords()
+    asyncio.run(record_noted(engine, log, read_slots(path)))  # type: ignore[arg-type]  # a stand-in log
+    assert [e.detail["invocation_id"] for e in log.events] == [missing, far]
+    older = _left(tmp_path, (envelope("echo"), held, QUEUED))  # an older node's: no size
+    log = KeptRecords()
+    asyncio.run(record_noted(engine, log, read_slots(older)))  # type: ignore[arg-type]  # a stand-in log
+    assert [e.detail["invocation_id"] for e in log.events] == [held]

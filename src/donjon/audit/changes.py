@@ -134,6 +134,15 @@ async def append_again(
         log.warning("the record of %s is tried again: the writer failed", event.action)
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
+        if _landed(audit, event):  # its dead writer had committed it: once is enough
+            return
+
+
+def _landed(audit: Recorder, event: AuditEvent) -> bool:
+    """`event` is in the log though its append raised (AuditLog.landed); False for a
+    recorder that cannot tell (a subsystem tested alone)."""
+    landed = getattr(audit, "landed", None)
+    return bool(landed(event)) if landed is not None else False
 
 
 class AuditedChanges:

@@ -416,6 +416,11 @@ class AuditLog:
         self._queue.put((event, log, done))
         return done
 
+    def landed(self, event: AuditEvent) -> bool:
+        """`event` raised AuditError as its writer process died, yet that writer had
+        committed it (audit/remote.py): appending it again would repeat it."""
+        return self._remote is not None and self._remote.lost_records.landed(event)
+
     def _next(self) -> tuple[bool, _Item | None]:
         """(True, the next queued item), or (False, None) when the time cadence came
         first (and made its checkpoint)."""

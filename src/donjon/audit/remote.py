@@ -18,7 +18,9 @@ and the sinks. The node keeps the `AuditLog` API and its promises:
   made until a new writer is ready raises `AuditError`. The node then starts a
   new writer, which reads the tree again and checks it against its signed head
   and the checkpoint file, as at start (at most RESTARTS times a minute; past
-  that the node stays closed and says so in its log).
+  that the node stays closed and says so in its log). Which of the records in
+  flight the dead writer had committed is known once the new one has read the log
+  (audit/lost.py): a caller that appends one again asks `AuditLog.landed` first.
 
 The keys reach the child over the socketpair (the signing key's seed and the
 invocation logs' subkey, never the master key); not argv, env or a file. The
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Literal
 from donjon.audit.entry import to_wire
 from donjon.audit.errors import AuditError, AuditStorageFull, AuditUnavailable
 from donjon.audit.events import CommittedBatch, CommittedRecord
+from donjon.audit.lost import LostRecords
 from donjon.audit.spawn import Spawned, WriterConfig, reap, spawn
 from donjon.audit.wire import (
     COMMITTED,
@@ -135,6 +138,8 @@ class RemoteWriter:
         self._early: concurrent.futures.Future[Spawned] | None = None
         #: The log's size as the writer last reported it.
         self.size = 0
+        #: The records in flight at the last writer's death (audit/lost.py).
+        self.lost_records = LostRecords()
 
     @property
     def stopped(self) -> bool:
@@ -205,6 +210,7 @@ class RemoteWriter:
 
     def _attach(self, proc: subprocess.Popen[bytes], sock: socket.socket, size: int) -> None:
         loop = self._require_loop()
+        self.lost_records.settle(size)
         self._proc, self._sock, self.size = proc, sock, size
         self._reader = FrameReader()
         self._out.clear()
@@ -365,6 +371,7 @@ class RemoteWriter:
             len(self._pending) + len(self._chunks),
         )
         self._chunks = []
+        self.lost_records.lose((event for event, _ in self._pending), self.size)
         self._failed(len(self._pending), self._down)
         self._restart()
 

@@ -268,6 +268,7 @@ class Node:
         )
         if self.invocations is not None:  # each enqueue noted before its commit
             self.invocations.notes.journal = self.calls_in_flight
+            self.invocations.notes.audit = self.audit  # its size goes in each note
         self.changes.start(self.settings.audit.outbox_drain_s)  # and those of failed appends
         self.denials.start()
         await self._start_quotas()

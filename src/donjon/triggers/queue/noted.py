@@ -8,8 +8,11 @@ to append (its invocation id chosen beforehand), marked once the commit returned
 freed once the record is durable. At the next start, before the node serves,
 `record_noted` appends the record of each enqueue left noted whose row is stored (or
 whose commit returned, should its row be gone since), marked `recovered`; one whose
-commit never happened has no row and gets none. A record may be repeated (a kill after
-its append, before its note's end), never missing.
+commit never happened has no row and gets none. A note holds the log's size when it was
+taken, so a start reads the records appended since (at most `LOOKED_AT` of them) and
+appends no record the log already holds: a kill after the record's commit, before its
+note's end (the writer committed, the node had not read its answer), repeated it
+before. Past `LOOKED_AT` records a record may be repeated, never missing.
 
 The journal is the node's own (its data dir, one node at a time: docs/limits.md), so a
 start records only its own node's enqueues, never those of another node sharing the
@@ -24,9 +27,9 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, and_, select
 
 from donjon.audit import AuditEvent
 from donjon.audit.inflight import (
@@ -39,6 +42,7 @@ from donjon.audit.inflight import (
     Note,
 )
 from donjon.audit.log import AuditLog
+from donjon.store.tables import audit_log
 from donjon.store.tables import invocations as inv
 from donjon.triggers.envelope import Envelope
 
@@ -56,6 +60,8 @@ MAX_NOTED = MAX_SLOTS // 4
 _JSON = json.JSONEncoder(separators=(",", ":"))
 #: The fields of a record its row holds (left out of a note too long for its slot).
 _ROW_FIELDS = ("source", "type")
+#: The most records after a note's log size that a start reads for its record.
+LOOKED_AT = 100_000
 
 
 def enqueue_event(envelope: Envelope, invocation_id: str) -> AuditEvent:
@@ -89,10 +95,12 @@ class EnqueueNotes:
     """The enqueues of one node noted in its journal (`journal`; None: none are noted, as
     in a queue tested alone), at most MAX_NOTED at once."""
 
-    __slots__ = ("journal", "noted")
+    __slots__ = ("audit", "journal", "noted")
 
     def __init__(self) -> None:
         self.journal: CallsInFlight | None = None
+        #: The log the records go to: its size goes in each note (set with `journal`).
+        self.audit: AuditLog | None = None
         self.noted = 0
 
     def take(self, events: Sequence[AuditEvent]) -> list[int]:
@@ -107,9 +115,10 @@ class EnqueueNotes:
                 hint="retry after the Retry-After seconds",
             )
         notes: list[int] = []
+        size = None if self.audit is None else self.audit.size
         try:
             for event in events:
-                notes.append(note_enqueue(journal, event))
+                notes.append(note_enqueue(journal, event, size))
                 self.noted += 1
         except BaseException:
             self.forget(notes)
@@ -136,27 +145,28 @@ class EnqueueNotes:
             self.end(slot)
 
 
-def note_enqueue(journal: CallsInFlight, event: AuditEvent) -> int:
-    """Note `event`'s enqueue before its commit; its slot (`mark` it QUEUED once the commit
-    returned, `end` it once the record is durable)."""
-    return journal.note(QUEUING, _text(event), time.perf_counter())
+def note_enqueue(journal: CallsInFlight, event: AuditEvent, size: int | None = None) -> int:
+    """Note `event`'s enqueue before its commit, `size` being the audit log's (its record
+    comes after); its slot (`mark` it QUEUED once the commit returned, `end` it once the
+    record is durable)."""
+    return journal.note(QUEUING, _text(event, size), time.perf_counter())
 
 
-def _text(event: AuditEvent) -> bytes:
-    """The note: [actor, target, detail] in JSON. One too long for its slot leaves out what
-    the row holds: the source and type, then the actor's name, given by its SHA-256 (as
-    audit/inflight.py gives a call's: a cut name could be another caller's)."""
+def _text(event: AuditEvent, size: int | None) -> bytes:
+    """The note: [actor, target, detail, size] in JSON. One too long for its slot leaves
+    out what the row holds: the source and type, then the actor's name, given by its
+    SHA-256 (as audit/inflight.py gives a call's: a cut name could be another caller's)."""
     actor, detail = event.actor, event.detail
-    text = _JSON.encode([actor, event.target, detail]).encode()
+    text = _JSON.encode([actor, event.target, detail, size]).encode()
     if len(text) <= NOTE_BYTES:
         return text
     detail = {k: v for k, v in detail.items() if k not in _ROW_FIELDS}
     detail["note_cut"] = True  # (its record says so, unless the row makes it whole)
-    text = _JSON.encode([actor, event.target, detail]).encode()
+    text = _JSON.encode([actor, event.target, detail, size]).encode()
     if len(text) <= NOTE_BYTES:
         return text
     named = "sha256:" + hashlib.sha256(actor.encode()).hexdigest()  # (never a cut name)
-    return _JSON.encode([named, event.target, detail]).encode()
+    return _JSON.encode([named, event.target, detail, size]).encode()
 
 
 def _stored(engine: Engine, ids: list[str]) -> dict[str, Any]:
@@ -172,16 +182,60 @@ def _stored(engine: Engine, ids: list[str]) -> dict[str, Any]:
     return found
 
 
-def _parsed(note: Note) -> tuple[str | None, str, dict[str, Any]] | None:
-    """A note's [actor, target, detail]; None if it does not read as one."""
+class _Noted(NamedTuple):
+    """A note as read: its record's actor, target and detail, and the log's size when it
+    was taken (None: a note of an older node, which did not hold it)."""
+
+    actor: str | None
+    target: str
+    detail: dict[str, Any]
+    size: int | None
+
+
+def _parsed(note: Note) -> _Noted | None:
+    """A note's [actor, target, detail, size] (or an older node's first three); None if
+    it does not read as one."""
     try:
-        actor, target, detail = json.loads(note.text)
+        fields = json.loads(note.text)
     except ValueError:
         return None
-    ok = isinstance(detail, dict) and isinstance(detail.get("invocation_id"), str)
-    if not ok or not isinstance(target, str) or not isinstance(actor, str | None):
+    if not isinstance(fields, list) or len(fields) not in (3, 4):
         return None
-    return actor, target, detail
+    actor, target, detail, *rest = fields
+    size = rest[0] if rest else None
+    ok = isinstance(detail, dict) and isinstance(detail.get("invocation_id"), str)
+    sized = size is None or (type(size) is int and size >= 0)
+    if not ok or not sized or not isinstance(target, str) or not isinstance(actor, str | None):
+        return None
+    return _Noted(actor, target, detail, size)
+
+
+def _in_log(engine: Engine, sizes: dict[str, int]) -> set[str]:
+    """Of the invocation ids in `sizes` (each with the log's size when its enqueue was
+    noted), those whose `invocation.enqueue` record the log holds after that size, within
+    LOOKED_AT records of it."""
+    spans: list[list[int]] = []
+    for size in sorted(set(sizes.values())):
+        if spans and size <= spans[-1][1]:
+            spans[-1][1] = size + LOOKED_AT
+        else:
+            spans.append([size, size + LOOKED_AT])
+    found: set[str] = set()
+    seq, record = audit_log.c.seq, audit_log.c.record
+    with engine.connect() as conn:
+        for low, high in spans:
+            query = select(seq, record).where(and_(seq > low, seq <= high)).order_by(seq)
+            for at, data in conn.execution_options(yield_per=2_000).execute(query):
+                if b'"invocation.enqueue"' not in bytes(data):
+                    continue  # (most records are not: not parsed)
+                parsed = json.loads(bytes(data))
+                detail = (
+                    parsed.get("detail") if parsed.get("action") == "invocation.enqueue" else None
+                )
+                ident = detail.get("invocation_id") if isinstance(detail, dict) else None
+                if isinstance(ident, str) and ident in sizes and at > sizes[ident]:
+                    found.add(ident)
+    return found
 
 
 def _recovered(actor: str | None, target: str, detail: dict[str, Any], row: Any) -> AuditEvent:
@@ -207,15 +261,21 @@ async def record_noted(engine: Engine, audit: AuditLog, notes: list[Note]) -> No
             log.warning("an enqueue noted in the journal of calls in flight does not read")
         else:
             parsed.append((note, read))
-    rows = await asyncio.to_thread(
-        _stored, engine, [read[2]["invocation_id"] for _, read in parsed]
-    )
+    ids = [read.detail["invocation_id"] for _, read in parsed]
+    rows = await asyncio.to_thread(_stored, engine, ids)
+    sizes = {r.detail["invocation_id"]: r.size for _, r in parsed if r.size is not None}
+    held = await asyncio.to_thread(_in_log, engine, sizes) if sizes else set()
     done = 0
-    for note, (actor, target, detail) in parsed:
-        row = rows.get(detail["invocation_id"])
+    for note, read in parsed:
+        ident = read.detail["invocation_id"]
+        row = rows.get(ident)
         if row is None and note.state != QUEUED:
             continue  # its commit never happened: nothing runs, nothing to record
-        await audit.record(_recovered(actor, target, detail, row))
+        if ident in held:
+            continue  # its record was appended before the kill, its note not yet ended
+        await audit.record(_recovered(read.actor, read.target, read.detail, row))
         done += 1
     if done:
         log.warning("appended %d enqueue records a killed node left unwritten", done)
+    if held:
+        log.info("%d enqueues left noted had their records in the log", len(held))
