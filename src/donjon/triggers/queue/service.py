@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 from donjon.audit import AuditEvent
 from donjon.audit.changes import APPEND_RETRY_S, AuditedChanges, append_again
 from donjon.triggers.envelope import Envelope
+from donjon.triggers.queue.commit import CommitUnknown, stored_after
 from donjon.triggers.queue.interface import (
     InvocationNotFound,
     InvocationQueue,
@@ -159,6 +160,8 @@ class AsyncInvocations:
                 version=policy.version,
                 invocation_ids=ids,
             )
+        except CommitUnknown as e:
+            queued = await self._stored_anyway(ids, notes, e)
         except QueueFull as e:
             self.notes.forget(notes)
             await self.on_full(envelopes[0], e)
@@ -197,6 +200,8 @@ class AsyncInvocations:
                 version=policy.version,
                 invocation_id=invocation_id,
             )
+        except CommitUnknown as e:
+            (queued,) = await self._stored_anyway([invocation_id], notes, e)
         except QueueFull as e:
             self.notes.forget(notes)
             await self.on_full(envelope, e)
@@ -207,6 +212,24 @@ class AsyncInvocations:
         await self._recorded((event,), notes)
         self.on_enqueue()
         return queued
+
+    async def _stored_anyway(
+        self, ids: list[str], notes: list[int], error: CommitUnknown
+    ) -> list[QueuedInvocation]:
+        """After a commit that failed (triggers/queue/commit.py): the invocations stored
+        all the same, recorded as any enqueue; else their notes freed and `error` raised.
+        A database that does not answer leaves the notes (the next start records the rows
+        it finds: noted.py), counted until then, and raises `error`."""
+        try:
+            stored = await stored_after(self.queue, ids)
+        except QueueError as e:
+            log.error("an enqueue's commit failed, and the database did not say: %s", e)
+            raise error from None
+        if stored is None:
+            self.notes.forget(notes)
+            raise error
+        log.warning("an enqueue whose commit failed was stored (%d invocations)", len(ids))
+        return stored
 
     async def _to_the_end(self, work: Coroutine[Any, Any, _T]) -> _T:
         """`work` (an enqueue, noted), run to its end whatever becomes of its caller: its

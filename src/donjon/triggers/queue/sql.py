@@ -39,6 +39,7 @@ from donjon.triggers.queue.bound import (
     pending_of,
 )
 from donjon.triggers.queue.claim import UNREADABLE, claim_statement, dead_unreadable, due
+from donjon.triggers.queue.commit import told
 from donjon.triggers.queue.finished import prune_succeeded, trim_succeeded
 from donjon.triggers.queue.interface import (
     BatchOverBound,
@@ -200,10 +201,10 @@ class SqlInvocationQueue(InvocationQueue):
                 if count + len(rows) > bound:
                     return False  # full: refused from a read, without the write lock
             if bound is None:
-                with self._engine.begin() as conn:
+                with told(self._engine.begin()) as conn:
                     conn.execute(insert(inv), rows)
                 return True
-            with counting(self._engine) as conn:
+            with told(counting(self._engine)) as conn:
                 lock_function(conn, function)
                 # The row it inserted, if any: an INSERT ... SELECT's rowcount is not
                 # the rows it wrote with every driver (psycopg's was not, here).
