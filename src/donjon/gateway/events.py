@@ -18,15 +18,15 @@ function still receives the whole http event.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, NoReturn
 
 from starlette.requests import Request
 
 from donjon import boundedjson
 from donjon.gateway.access import deny, header, not_json, parse_json, read_body
 from donjon.gateway.errors import BadRequest, InvalidInput, PayloadTooLarge
-from donjon.gateway.large_events import PAST_LOOP
+from donjon.gateway.large_events import ON_LOOP_BYTES, PAST_LOOP, Refusal
 from donjon.gateway.node import Node
 from donjon.gateway.schema_refusal import json_pointer, refuse_invalid
 from donjon.lifecycle import Deployed
@@ -133,8 +133,30 @@ async def check_made(node: Node, caller: str, event: bytes, deployed: Deployed) 
         validate_made(event, deployed)
         return
     refused = await node.large_events.refusal(caller, deployed, event)
-    if refused is None:
+    if refused is not None:
+        _raise_made(refused, deployed)
+
+
+async def check_all_made(
+    node: Node, caller: str, events: Sequence[bytes], deployed: Deployed
+) -> None:
+    """`check_made` of each of `events` (one message's records) in order, the first refused
+    raising; all in the child once together past `ON_LOOP_BYTES`, though each may be under
+    it (a store's push of 120 records of 50 KB held the loop 0.14-0.21 s, one after the
+    other)."""
+    if deployed.validator is None:
         return
+    if sum(map(len, events)) <= ON_LOOP_BYTES:
+        for event in events:
+            validate_made(event, deployed)
+        return
+    refused = await node.large_events.first_refusal(caller, deployed, list(events))
+    if refused is not None:
+        _raise_made(refused, deployed)
+
+
+def _raise_made(refused: Refusal, deployed: Deployed) -> NoReturn:
+    """`validate_made`'s error for what the child refused."""
     refused.raise_schema()
     if refused.kind == "deep":
         raise boundedjson.JSONTooDeep(refused.message, hint=refused.hint)

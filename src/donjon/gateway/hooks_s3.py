@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from donjon.errors import Error
 from donjon.gateway.access import deny, new_request_id
 from donjon.gateway.errors import BadRequest, Unauthorized
-from donjon.gateway.events import body_limit, check_made, read_event
+from donjon.gateway.events import body_limit, check_all_made, read_event
 from donjon.gateway.large_events import PAST_LOOP
 from donjon.gateway.node import Node
 from donjon.gateway.problems import problem_from_error
@@ -79,8 +79,10 @@ async def handle_s3_push(
         submit_all = node.submit_all
         if submit_all is None:
             raise SourceError("the node is not serving yet", hint="send the event again")
-        for envelope in taken:  # every record first: one refused (422) submits none
-            await check_made(node, f"s3:{deployed.name}", envelope.event, deployed)
+        # Every record first (one refused, 422, submits none); past ON_LOOP_BYTES together,
+        # in the child (events.check_all_made).
+        events = [envelope.event for envelope in taken]
+        await check_all_made(node, f"s3:{deployed.name}", events, deployed)
         # All or none: a function whose queue cannot take every record (limits.queued)
         # takes none of them (503 with Retry-After: the store sends it again).
         ids = await submit_all(taken)

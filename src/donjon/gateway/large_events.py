@@ -14,7 +14,8 @@ function's runtime parses the event itself). `LargeEvents` bounds the work: one 
 time, seven more waiting, four of those one caller's, the rest refused at once (503,
 Retry-After). An event up to the bound is checked on the loop as before. The same
 child checks a large `context.invoke` event (function_calls.py) and one the node made
-(events.check_made: a queued event at its delivery, a webhook's, a pushed record's),
+(events.check_made: a queued event at its delivery, a webhook's, a pushed record's; and
+a push's records together past the bound, each under it: events.check_all_made),
 encodes an http trigger's event of a large body (`event_json`, trigger_routes.py), reads
 a large webhook delivery and makes its event (hooks.py) and makes a large pushed
 notification's events (hooks_s3.py): `made`.
@@ -45,6 +46,7 @@ __all__ = [
     "LargeEventsBusy",
     "Refusal",
     "event_json",
+    "first_refusal",
     "refusal",
 ]
 
@@ -102,6 +104,15 @@ def refusal(event: bytes, schema: str | None, name: str) -> Refusal | None:
     return None
 
 
+def first_refusal(events: list[bytes], schema: str | None, name: str) -> Refusal | None:
+    """`refusal` of each of `events` in order (one message's records): the first's."""
+    for event in events:
+        refused = refusal(event, schema, name)
+        if refused is not None:
+            return refused
+    return None
+
+
 def event_json(event: dict[str, Any]) -> bytes:
     """The JSON of an event the gateway made (an http trigger's): json's defaults, ASCII."""
     return json.dumps(event).encode()
@@ -129,6 +140,14 @@ class LargeEvents(ChildWork):
         # Its keys in their order: errors at one path are named in the schema's order.
         shown = None if schema is None else json.dumps(schema)
         return await self.run(caller, self.in_child, refusal, event, shown, deployed.name)
+
+    async def first_refusal(
+        self, caller: str, deployed: Deployed, events: list[bytes]
+    ) -> Refusal | None:
+        """`first_refusal` of `events` for `deployed`, in the child, for `caller`."""
+        schema = deployed.manifest.input_schema
+        shown = None if schema is None else json.dumps(schema)
+        return await self.run(caller, self.in_child, first_refusal, events, shown, deployed.name)
 
     async def encoded(self, caller: str, event: dict[str, Any]) -> bytes:
         """`event_json(event)` (an event holding a large body), in the child, for `caller`."""
