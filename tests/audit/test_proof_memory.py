@@ -26,6 +26,8 @@ from donjon.audit.proofs import check_consistency, check_inclusion
 from donjon.audit.prover import PAGE, Prover
 from proof_support import BuiltLog, build_log
 
+pytestmark = pytest.mark.slow  # logs of twenty pages of leaves, proved under tracemalloc
+
 #: Twenty pages of leaves: held whole, about 12 MB (three times the bound below).
 SIZE = 20 * PAGE
 OLD = SIZE // 2 + 3

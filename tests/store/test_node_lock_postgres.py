@@ -25,6 +25,8 @@ from postgres_support import PostgresServer, postgres_server
 
 __all__ = ["postgres_server"]  # the fixture, used by name
 
+pytestmark = pytest.mark.slow  # a PostgreSQL server of its own, restarted
+
 _HELD = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
     "AND pid <> pg_backend_pid()"
