@@ -158,7 +158,7 @@ def test_another_functions_dead_letters_do_not_hide_ones_own_from_a_scoped_listi
     node.deploy(bundle(tmp_path, "atk-dlq-noise", fails, once + "isolation: warm\n"))
     node.deploy(bundle(tmp_path, "atk-dlq-mine", fails, once))
 
-    def noise(count: int) -> list[str]:
+    def send_noise(count: int) -> list[str]:
         ids = []
         with node.client() as c:
             for _ in range(count):
@@ -172,7 +172,7 @@ def test_another_functions_dead_letters_do_not_hide_ones_own_from_a_scoped_listi
         return ids
 
     with ThreadPoolExecutor(4) as clients:  # the noise's events, all before one's own
-        ids = [i for part in clients.map(noise, [MAX_LISTED // 4] * 4) for i in part]
+        ids = [i for part in clients.map(send_noise, [MAX_LISTED // 4] * 4) for i in part]
     assert len(ids) == MAX_LISTED
     wait_for(node, ids[-1])
     deadline = time.monotonic() + 120
