@@ -7,6 +7,7 @@ a destination named before it exists, taken by another developer."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from async_support import audit_tail, bundle, invoke_async, wait_for
@@ -154,18 +155,25 @@ def test_another_functions_dead_letters_do_not_hide_ones_own_from_a_scoped_listi
     (`donjon dlq ls` said there were none)."""
     fails = "def handler(event, context):\n    raise RuntimeError('no')\n"
     once = "retry: {attempts: 1, backoff_s: 1, max_age_s: 600}\n"
-    node.deploy(bundle(tmp_path, "atk-dlq-noise", fails, once))
+    node.deploy(bundle(tmp_path, "atk-dlq-noise", fails, once + "isolation: warm\n"))
     node.deploy(bundle(tmp_path, "atk-dlq-mine", fails, once))
-    with node.client() as c:
+
+    def send_noise(count: int) -> list[str]:
         ids = []
-        for _ in range(MAX_LISTED):
-            r = c.post(
-                "/v1/functions/atk-dlq-noise/invoke",
-                content="{}",
-                headers={"prefer": "respond-async"},
-            )
-            assert r.status_code == 202, r.text
-            ids.append(r.json()["invocation_id"])
+        with node.client() as c:
+            for _ in range(count):
+                r = c.post(
+                    "/v1/functions/atk-dlq-noise/invoke",
+                    content="{}",
+                    headers={"prefer": "respond-async"},
+                )
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["invocation_id"])
+        return ids
+
+    with ThreadPoolExecutor(4) as clients:  # the noise's events, all before one's own
+        ids = [i for part in clients.map(send_noise, [MAX_LISTED // 4] * 4) for i in part]
+    assert len(ids) == MAX_LISTED
     wait_for(node, ids[-1])
     deadline = time.monotonic() + 120
     with node.client() as c:

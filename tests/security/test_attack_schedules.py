@@ -9,6 +9,12 @@ it to end by itself, up to its `timeout_s` (900 s at most). A node told to stop 
 while a long scheduled call ran did not stop; the supervisor (`donjon up` after the grace
 and 30 s, systemd, Kubernetes) then killed it, and the call, which had run, had no audit
 record. Now it gets the grace period, then its sandbox is ended and its record written.
+
+Schedules fire at whole minutes only, so the three attacks that wait for a fire share
+their minutes: one module fixture (`armed`) deploys all their functions first (the
+fire's on the shared node, then a node of its own for each attack on a node's stop), and
+each test then waits for the minute boundaries after its own deploys. Run one after
+the other, each waiting for its own boundaries, they took 225 s of a CI run.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import datetime as dt
 import json
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,7 +35,7 @@ from donjon.manifest.model import MAX_SCHEDULES
 from harness import LiveNode, start_node
 from sec_support import targz
 
-pytestmark = pytest.mark.slow  # waits for a minute to start, a node of its own
+pytestmark = pytest.mark.slow  # waits for minute boundaries, nodes of their own
 
 SLEEPER = (
     "import time\ndef handler(event, context):\n    time.sleep(600)\n    return {'slept': True}\n"
@@ -35,6 +43,18 @@ SLEEPER = (
 
 
 EVERY_MINUTE = "triggers:\n  - schedule: '* * * * *'\n"
+
+WHO = (
+    "import json\n"
+    "def handler(event, context):\n"
+    "    try:\n"
+    "        context.invoke('sched-target', {})\n"
+    "        called = 'called'\n"
+    "    except Exception as e:\n"
+    "        called = type(e).__name__\n"
+    "    print('WHO', json.dumps([context.principal, event['trigger'], called]))\n"
+)
+QUIET = "def handler(event, context):\n    print('RAN')\n"
 
 
 def _function(root: Path, name: str, code: str, extra: str = "", timeout_s: int = 10) -> Path:
@@ -59,26 +79,83 @@ def _stop(node: LiveNode) -> None:
     node.stop()
 
 
-def _sleep_past_the_next_minute(seconds: float) -> None:
-    """Sleep until `seconds` past the next whole minute (UTC), when a schedule fires."""
-    now = dt.datetime.now(dt.UTC)
-    target = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1, seconds=seconds)
-    time.sleep((target - now).total_seconds())
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _next_minute() -> dt.datetime:
+    """The next whole minute (UTC), when a schedule fires."""
+    return _now().replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+
+
+def _sleep_until(moment: dt.datetime) -> None:
+    time.sleep(max(0.0, (moment - _now()).total_seconds()))
+
+
+@dataclass
+class Armed:
+    """The deployed functions of the attacks that wait for a fire, and the first minute
+    each can fire at (the boundary after its deploys)."""
+
+    fire: dt.datetime  # the shared node's sched-* functions
+    running: LiveNode  # sched-sleeper, every minute, a 600 s call
+    running_fire: dt.datetime
+    queued: LiveNode  # sched-queued, every minute, a 600 s call, concurrency 1
+    queued_fire: dt.datetime
+
+
+def _deploy_the_fires_functions(node: LiveNode, root: Path) -> dt.datetime:
+    """The functions of `test_at_a_fire_...` deployed (one deleted, one redeployed without
+    its schedule, one's quota spent), all before one boundary: that boundary."""
+    if _now().second > 40:  # the deploys below all before one boundary
+        _sleep_until(_next_minute() + dt.timedelta(seconds=1))
+    node.deploy(_function(root, "sched-target", QUIET))
+    node.deploy(_function(root, "sched-who", WHO, EVERY_MINUTE))
+    node.deploy(_function(root, "sched-gone", QUIET, EVERY_MINUTE))
+    node.deploy(_function(root, "sched-changed", QUIET, EVERY_MINUTE))
+    node.deploy(_function(root, "sched-changed", QUIET + "# v2\n"))
+    node.deploy(_function(root, "sched-spent", QUIET, EVERY_MINUTE))
+    with node.client() as c:
+        assert c.delete("/v1/functions/sched-gone").status_code in (200, 204)
+        r = c.put("/v1/quotas/function:sched-spent", json={"invocations": 0})
+        assert r.status_code in (200, 201), r.text
+    return _next_minute()
+
+
+@pytest.fixture(scope="module")
+def armed(node: LiveNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Armed]:
+    """The fire's functions on the shared node; then a node (grace 1 s) with a sleeper
+    called every minute, and one whose sleeper has `limits.concurrency: 1` (its next
+    minute's call waits for the slot, up to 60 s)."""
+    root = tmp_path_factory.mktemp("schedules")
+    fire = _deploy_the_fires_functions(node, root)
+    started: list[LiveNode] = []
+    try:
+        running = start_node(root / "running", {"DONJON_SHUTDOWN_GRACE_S": "1"}, measured=False)
+        started.append(running)
+        running.deploy(_function(root, "sched-sleeper", SLEEPER, EVERY_MINUTE, timeout_s=900))
+        running_fire = _next_minute()
+        extra = {"DONJON_SHUTDOWN_GRACE_S": "1", "DONJON_MAX_QUEUE_WAIT_S": "60"}
+        queued = start_node(root / "queued", extra, measured=False)
+        started.append(queued)
+        limits = EVERY_MINUTE + "limits: {concurrency: 1}\n"
+        queued.deploy(_function(root, "sched-queued", SLEEPER, limits, timeout_s=900))
+        queued_fire = _next_minute()
+        yield Armed(fire, running, running_fire, queued, queued_fire)
+    finally:
+        for live in started:
+            if live.proc.poll() is None:
+                kill_node(live)
 
 
 def test_a_scheduled_call_running_at_stop_gets_the_grace_then_is_ended_and_audited(
-    tmp_path: Path,
+    armed: Armed,
 ) -> None:
     """SIGTERM while a scheduled call sleeps: the node ends it after its grace period, writes
     its record and exits, as it does for calls over HTTP and async deliveries."""
-    node = start_node(tmp_path / "node", {"DONJON_SHUTDOWN_GRACE_S": "1"}, measured=False)
-    try:
-        node.deploy(_function(tmp_path, "sched-sleeper", SLEEPER, EVERY_MINUTE, timeout_s=900))
-        _sleep_past_the_next_minute(5)  # the call has started and sleeps
-        _stop(node)  # grace 1 s; the old node waited out the call's 600 s
-    finally:
-        if node.proc.poll() is None:
-            kill_node(node)
+    node = armed.running
+    _sleep_until(armed.running_fire + dt.timedelta(seconds=5))  # the call started, sleeps
+    _stop(node)  # grace 1 s; the old node waited out the call's 600 s
     calls = [r for r in records(node, "function.invoke") if r["actor"] == "schedule"]
     assert len(calls) == 1, calls
     assert calls[0]["outcome"] != "ok", calls[0]
@@ -104,39 +181,14 @@ def test_a_manifest_of_thousands_of_schedules_is_refused_at_deploy(node: LiveNod
         assert c.get("/v1/functions/sched-many").status_code == 404
 
 
-WHO = (
-    "import json\n"
-    "def handler(event, context):\n"
-    "    try:\n"
-    "        context.invoke('sched-target', {})\n"
-    "        called = 'called'\n"
-    "    except Exception as e:\n"
-    "        called = type(e).__name__\n"
-    "    print('WHO', json.dumps([context.principal, event['trigger'], called]))\n"
-)
-
-
 def test_at_a_fire_the_call_is_no_one_and_old_schedules_are_gone(
-    node: LiveNode, tmp_path: Path
+    node: LiveNode, armed: Armed
 ) -> None:
     """At one minute's fire: the scheduled call has no principal and no grant it was not
     given (its context.invoke of a function it was not granted is refused); a function
     deleted, or redeployed without its schedule, is not called; a function whose quota is
     spent is refused and audited, its handler never run."""
-    quiet = "def handler(event, context):\n    print('RAN')\n"
-    if dt.datetime.now(dt.UTC).second > 40:  # the deploys below all before one boundary
-        _sleep_past_the_next_minute(1)
-    node.deploy(_function(tmp_path, "sched-target", quiet))
-    node.deploy(_function(tmp_path, "sched-who", WHO, EVERY_MINUTE))
-    node.deploy(_function(tmp_path, "sched-gone", quiet, EVERY_MINUTE))
-    node.deploy(_function(tmp_path, "sched-changed", quiet, EVERY_MINUTE))
-    node.deploy(_function(tmp_path, "sched-changed", quiet + "# v2\n"))
-    node.deploy(_function(tmp_path, "sched-spent", quiet, EVERY_MINUTE))
-    with node.client() as c:
-        assert c.delete("/v1/functions/sched-gone").status_code in (200, 204)
-        r = c.put("/v1/quotas/function:sched-spent", json={"invocations": 0})
-        assert r.status_code in (200, 201), r.text
-    _sleep_past_the_next_minute(8)
+    _sleep_until(armed.fire + dt.timedelta(seconds=8))
     tail = audit_tail(node)
     called = {
         r["target"].split("@")[0]: r
@@ -164,23 +216,16 @@ def test_at_a_fire_the_call_is_no_one_and_old_schedules_are_gone(
 
 
 def test_a_scheduled_call_waiting_for_a_slot_at_stop_does_not_start_after_it(
-    tmp_path: Path,
+    armed: Armed,
 ) -> None:
     """`limits.concurrency: 1` and a call that sleeps: the next minute's call waits for the
     slot. SIGTERM then: the node ends the running call, and the waiting one must not take
     the freed slot and run on in a sandbox of its own after the node ended them all (both
     end FunctionCrashed, recorded, and the node exits)."""
-    extra = {"DONJON_SHUTDOWN_GRACE_S": "1", "DONJON_MAX_QUEUE_WAIT_S": "60"}
-    node = start_node(tmp_path / "node", extra, measured=False)
-    try:
-        limits = EVERY_MINUTE + "limits: {concurrency: 1}\n"
-        node.deploy(_function(tmp_path, "sched-queued", SLEEPER, limits, timeout_s=900))
-        _sleep_past_the_next_minute(2)  # the first call sleeps
-        _sleep_past_the_next_minute(5)  # the second waits for its slot
-        _stop(node)
-    finally:
-        if node.proc.poll() is None:
-            kill_node(node)
+    node = armed.queued
+    # The first call sleeps from queued_fire; the second waits for its slot from a minute on.
+    _sleep_until(armed.queued_fire + dt.timedelta(minutes=1, seconds=5))
+    _stop(node)
     calls = [r for r in records(node, "function.invoke") if r["actor"] == "schedule"]
     assert calls, "no scheduled call was recorded"
     assert all(r["outcome"] != "ok" for r in calls), calls
