@@ -31,6 +31,8 @@ from queue_support import KeptRecords, envelope
 pytestmark = pytest.mark.slow  # a PostgreSQL server
 
 RETRY = RetryPolicy(attempts=1, backoff_s=1.0, max_age_s=3600)
+
+
 @pytest.fixture(scope="module")
 def relay() -> Iterator[tuple[PostgresServer, CommitCutter]]:
     server = PostgresServer()
