@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 from harness import free_port
 
@@ -19,11 +20,14 @@ COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
 class CommitCutter:
     """Relays loopback connections to `upstream`; once `armed`, cuts the connection that
     sends a COMMIT: after the server answered it (`after=True`: unread by the client) or
-    before the server got it. `down`: new connections are closed at once."""
+    before the server got it. `down`: new connections are closed at once. `on_cut`, if
+    set, runs once the server has answered a COMMIT that is cut after, before the client
+    learns of the cut (what happens to the rows meanwhile: run and pruned)."""
 
     def __init__(self, upstream: int) -> None:
         self.upstream, self.port = upstream, free_port()
         self.armed, self.after, self.down, self.cuts = False, True, False, 0
+        self.on_cut: Callable[[], None] | None = None
         self._server = socket.create_server(("127.0.0.1", self.port))
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -60,6 +64,8 @@ class CommitCutter:
         with contextlib.suppress(OSError):
             while data := server.recv(65536):
                 if cut.is_set():
+                    if self.on_cut is not None:
+                        self.on_cut()
                     break  # committed: the client never hears it
                 client.sendall(data)
         _close(client, server)

@@ -8,6 +8,7 @@ Before, every such enqueue raised and freed its note: a stored row ran unrecorde
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +150,31 @@ def test_an_enqueue_whose_database_goes_away_at_its_commit_is_recorded_at_the_ne
         (e.action, e.detail["invocation_id"], e.detail.get("recovered")) for e in log.events
     ]
     assert (action, invocation, recovered) == ("invocation.enqueue", stored, True)
+
+
+def test_a_batch_whose_first_row_is_gone_when_asked_is_still_recorded(
+    relay: tuple[PostgresServer, CommitCutter], tmp_path: Path, engines: list[Engine]
+) -> None:
+    """A batch's COMMIT is cut after the server committed; its first row is gone by the
+    time the enqueue asks (it ran and was pruned: deleted here). The others are stored and
+    run: the enqueue is taken and each of the three recorded (the first ran too). Before,
+    only the first was looked for: the batch was refused, its notes freed, and the rest
+    ran unrecorded."""
+    server, cutter = relay
+    service, audit, journal = _service(relay, tmp_path, None, engines)
+    name = "first-gone"
+
+    def prune_the_first() -> None:
+        first = json.loads(read_slots(tmp_path / "calls-in-flight")[0].text)[2]
+        with server.connect() as conn:
+            conn.execute("DELETE FROM invocations WHERE id = %s", (first["invocation_id"],))
+
+    cutter.after, cutter.armed, cutter.on_cut = True, True, prune_the_first
+    try:
+        ids = asyncio.run(service.submit_all([envelope(name) for _ in range(3)]))
+    finally:
+        cutter.on_cut = None
+    stored = _stored(server, name)
+    assert len(ids) == 3 and len(stored) == 2 and set(stored) < set(ids)  # all accepted
+    assert sorted(e.detail["invocation_id"] for e in audit.events) == sorted(ids)
+    assert journal.in_flight() == 0
