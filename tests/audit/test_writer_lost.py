@@ -9,17 +9,19 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 
 from donjon.audit import AuditError, AuditEvent, AuditLog, verify_log
-from donjon.audit.changes import append_again
+from donjon.audit.changes import AuditedChanges, append_again
 from donjon.audit.lost import KEPT, LostRecords
 from donjon.secret import Secret
 from donjon.store import connect, create_schema
+from donjon.store.audit_outbox import AuditOutbox
+from donjon.store.tables import audit_outbox
 
 KEY = Secret(bytes(range(32)))
 
@@ -114,6 +116,30 @@ async def _until(done: Callable[[], bool], what: str) -> None:
     raise AssertionError(what)
 
 
+async def _answer_lost(
+    log: AuditLog, append: Callable[[], Awaitable[object]], committed: Callable[[], bool]
+) -> int:
+    """Run `append` while the node does not read the writer's answers; once `committed`,
+    take the answer off the socket unread and SIGKILL the writer; `append` must then raise
+    AuditError. The dead writer's pid."""
+    remote = log._remote
+    assert remote is not None and remote._sock is not None and remote._loop is not None
+    pid, sock = remote.pid, remote._sock
+    assert pid is not None
+    remote._loop.remove_reader(sock)  # the node does not read the answer
+    appending = asyncio.ensure_future(append())
+    await _until(committed, "the writer never committed the record")
+    time.sleep(0.2)  # its answer written, then taken away unread
+    sock.setblocking(False)
+    assert sock.recv(1 << 16), "the writer answered nothing"
+    os.kill(pid, signal.SIGKILL)
+    await _until(lambda: _gone(pid), "the writer did not die")
+    remote._loop.add_reader(sock, remote._readable)  # it reads the end
+    with pytest.raises(AuditError):
+        await appending
+    return pid
+
+
 @pytest.mark.slow  # three writer processes, two killed
 def test_a_record_known_committed_stays_known_through_a_second_death(engine: Engine) -> None:
     """Record 3 is committed unanswered and its writer killed; the new writer reads the log
@@ -129,20 +155,10 @@ def test_a_record_known_committed_stays_known_through_a_second_death(engine: Eng
             assert remote is not None and remote._sock is not None and remote._loop is not None
             for i in range(3):
                 await log.record(_event(i))
-            pid, sock = remote.pid, remote._sock
-            assert pid is not None
-            remote._loop.remove_reader(sock)  # the node does not read the answer
             committed = _event(3)
-            first = asyncio.ensure_future(log.record(committed))
-            await _until(lambda: _stored(engine) == [0, 1, 2, 3], "3 never committed")
-            time.sleep(0.2)  # its answer written, then taken away unread
-            sock.setblocking(False)
-            assert sock.recv(1 << 16), "the writer answered nothing"
-            os.kill(pid, signal.SIGKILL)
-            await _until(lambda: _gone(pid), "the writer did not die")
-            remote._loop.add_reader(sock, remote._readable)  # it reads the end
-            with pytest.raises(AuditError):
-                await first
+            pid = await _answer_lost(
+                log, lambda: log.record(committed), lambda: _stored(engine) == [0, 1, 2, 3]
+            )
             await _until(lambda: remote.pid != pid and log.writer_state == "ok", "no writer 2")
             second = remote.pid
             assert second is not None and log.landed(committed)
@@ -159,6 +175,47 @@ def test_a_record_known_committed_stays_known_through_a_second_death(engine: Eng
     assert _stored(engine) == [0, 1, 2, 3, 4]
     result = verify_log(engine, KEY)
     assert result.ok and result.records == 5
+
+
+@pytest.mark.slow  # two writer processes, one killed
+def test_a_drained_record_its_killed_writer_committed_is_not_appended_again(
+    engine: Engine,
+) -> None:
+    """A drain appends an outbox row's record (a change whose own append failed); the
+    writer commits it and dies unanswered: the drain fails, the row stays. The next drain
+    finds that record in the log (the same object, `AuditLog.landed`) and deletes the row
+    without appending it again. Before, each round made the record anew: stored twice."""
+    with engine.begin() as conn:  # a row as a change whose append failed left it
+        event = {"actor": "key:a", "action": "role.apply", "target": "role:r", "outcome": "ok"}
+        conn.execute(
+            insert(audit_outbox).values(
+                id="row-1", event=json.dumps({**event, "detail": {}}), created_at=time.time()
+            )
+        )
+    log = AuditLog(engine, KEY)
+
+    def applied() -> int:
+        assert engine.url.database is not None
+        with sqlite3.connect(engine.url.database) as db:
+            rows = db.execute("SELECT record FROM audit_log").fetchall()
+        return sum(json.loads(r)["action"] == "role.apply" for (r,) in rows)
+
+    async def go() -> None:
+        log.start(process=True)
+        try:
+            remote = log._remote
+            assert remote is not None
+            changes = AuditedChanges(log, AuditOutbox(engine), lease_s=0.0)
+            pid = await _answer_lost(log, changes.drain, lambda: applied() == 1)
+            await _until(lambda: remote.pid != pid and log.writer_state == "ok", "no writer 2")
+            assert await changes.drain() == 1  # (counted: the row's record is in the log)
+            assert AuditOutbox(engine).waiting() == []
+        finally:
+            log.stop()
+
+    asyncio.run(go())
+    assert applied() == 1
+    assert verify_log(engine, KEY).ok
 
 
 def test_the_lost_records_a_new_writers_size_says_were_committed() -> None:
