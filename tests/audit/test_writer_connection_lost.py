@@ -91,3 +91,31 @@ def test_a_writer_whose_commit_answer_is_lost_is_replaced_and_repeats_nothing(
     finally:
         check.dispose()
     assert result.ok and result.records == 6
+
+
+def test_a_writer_outlives_its_database_restart(
+    relay: tuple[PostgresServer, CommitCutter],
+) -> None:
+    """PostgreSQL restarts (a fast shutdown ends the writer's session) while the writer is
+    idle: the next record fails (its connection is gone), the writer is replaced, and a
+    record appended again is stored once. Before, every record failed from then on."""
+    server, _ = relay
+    engine = connect(server.url)
+    log = AuditLog(engine, KEY)
+
+    async def go() -> None:
+        log.start(process=True)
+        try:
+            await log.record(_event(0))
+            await asyncio.to_thread(server.restart)
+            for i in range(1, 3):
+                await append_again(log, _event(i), 10.0)
+            assert log.writer_state == "ok"
+        finally:
+            log.stop()
+
+    try:
+        asyncio.run(go())
+    finally:
+        engine.dispose()
+    assert _stored(server) == [0, 1, 2]
