@@ -284,10 +284,10 @@ def _connection_gone(log: AuditLog, error: Exception) -> bool:
     the node's new writer says from the log's size which of them are in it
     (audit/lost.py). Before, they were answered FAILED, and every later transaction
     failed on the dead connection for as long as the node ran."""
-    raw = log._raw
-    if raw is None:
+    raw, dialect = log._raw, log._engine.dialect
+    if raw is None or not isinstance(error, dialect.loaded_dbapi.Error):  # the driver's
         return False
-    return bool(log._engine.dialect.is_disconnect(error, raw.dbapi_connection, None))
+    return bool(dialect.is_disconnect(error, raw.dbapi_connection, None))
 
 
 def _reason(error: Exception | None) -> str:
