@@ -8,9 +8,7 @@ Before, every such enqueue raised and freed its note: a stored row ran unrecorde
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-import threading
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,71 +25,13 @@ from donjon.triggers.queue import (
     commit,
 )
 from donjon.triggers.queue.noted import record_noted
-from harness import free_port
+from pg_cut_support import CommitCutter
 from postgres_support import PostgresServer
 from queue_support import KeptRecords, envelope
 
 pytestmark = pytest.mark.slow  # a PostgreSQL server
 
 RETRY = RetryPolicy(attempts=1, backoff_s=1.0, max_age_s=3600)
-#: The simple query PostgreSQL's clients send to commit (psycopg's `commit()`).
-COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
-
-
-class CommitCutter:
-    """Relays loopback connections to `upstream`; once `armed`, cuts the connection that
-    sends a COMMIT: after the server answered it (`after=True`: unread by the client) or
-    before the server got it. `down`: new connections are closed at once."""
-
-    def __init__(self, upstream: int) -> None:
-        self.upstream, self.port = upstream, free_port()
-        self.armed, self.after, self.down, self.cuts = False, True, False, 0
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            if self.down:
-                client.close()
-                continue
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            cut = threading.Event()
-            threading.Thread(target=self._up, args=(client, server, cut), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, cut), daemon=True).start()
-
-    def _up(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                if self.armed and COMMIT in data:
-                    self.armed = False
-                    self.cuts += 1
-                    if not self.after:
-                        break  # the server never sees it: it rolls back
-                    cut.set()  # its answer is not relayed
-                server.sendall(data)
-        _close(client, server)
-
-    def _down(self, server: socket.socket, client: socket.socket, cut: threading.Event) -> None:
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                if cut.is_set():
-                    break  # committed: the client never hears it
-                client.sendall(data)
-        _close(client, server)
-
-
-def _close(*sockets: socket.socket) -> None:
-    for s in sockets:
-        with contextlib.suppress(OSError):
-            s.shutdown(socket.SHUT_RDWR)
-        s.close()
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +150,31 @@ def test_an_enqueue_whose_database_goes_away_at_its_commit_is_recorded_at_the_ne
         (e.action, e.detail["invocation_id"], e.detail.get("recovered")) for e in log.events
     ]
     assert (action, invocation, recovered) == ("invocation.enqueue", stored, True)
+
+
+def test_a_batch_whose_first_row_is_gone_when_asked_is_still_recorded(
+    relay: tuple[PostgresServer, CommitCutter], tmp_path: Path, engines: list[Engine]
+) -> None:
+    """A batch's COMMIT is cut after the server committed; its first row is gone by the
+    time the enqueue asks (it ran and was pruned: deleted here). The others are stored and
+    run: the enqueue is taken and each of the three recorded (the first ran too). Before,
+    only the first was looked for: the batch was refused, its notes freed, and the rest
+    ran unrecorded."""
+    server, cutter = relay
+    service, audit, journal = _service(relay, tmp_path, None, engines)
+    name = "first-gone"
+
+    def prune_the_first() -> None:
+        first = json.loads(read_slots(tmp_path / "calls-in-flight")[0].text)[2]
+        with server.connect() as conn:
+            conn.execute("DELETE FROM invocations WHERE id = %s", (first["invocation_id"],))
+
+    cutter.after, cutter.armed, cutter.on_cut = True, True, prune_the_first
+    try:
+        ids = asyncio.run(service.submit_all([envelope(name) for _ in range(3)]))
+    finally:
+        cutter.on_cut = None
+    stored = _stored(server, name)
+    assert len(ids) == 3 and len(stored) == 2 and set(stored) < set(ids)  # all accepted
+    assert sorted(e.detail["invocation_id"] for e in audit.events) == sorted(ids)
+    assert journal.in_flight() == 0

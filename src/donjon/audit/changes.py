@@ -80,6 +80,12 @@ _IN_FLIGHT: set[str] = set()
 #: (a full disk): a drain deletes them without appending their records again. Lost with
 #: the process: a node started afterwards appends such a record once more (`recovered`).
 _APPENDED: set[str] = set()
+#: The record a drain of this process made for a row whose append then failed (its writer
+#: died): the next round asks whether that dead writer had committed it (`_landed`, by
+#: the object) and otherwise appends the same object, so that a further death can tell
+#: too. Before, each round made the record anew, and one committed unanswered was
+#: appended twice.
+_TRIED: dict[str, AuditEvent] = {}
 
 
 class Recorder(Protocol):
@@ -280,7 +286,7 @@ class AuditedChanges:
                 if not await asyncio.to_thread(outbox.claim, row, self.owner, time.time()):
                     continue  # another drain claimed it first: it appends it
                 if row.id not in _APPENDED:  # (else appended, its deletion failed: no more)
-                    await self._audit.record(_recovered(row))
+                    await self._append_drained(row)
                     _APPENDED.add(row.id)
                     if row.owner == OFFLINE:
                         offline += 1
@@ -293,6 +299,17 @@ class AuditedChanges:
         if offline:
             log.info("appended %d audit records of changes made with no node running", offline)
         return done + offline
+
+    async def _append_drained(self, row: OutboxRow) -> None:
+        """Append `row`'s record, unless an earlier round's is in the log (`_TRIED`)."""
+        event = _TRIED.get(row.id)
+        if event is not None and _landed(self._audit, event):
+            _TRIED.pop(row.id, None)
+            return
+        if event is None:
+            event = _TRIED[row.id] = _recovered(row)
+        await self._audit.record(event)
+        _TRIED.pop(row.id, None)
 
     async def recover(self) -> int:
         """The drain at start, before anything is served: the rows a killed node process

@@ -27,8 +27,10 @@ larger chunk, or any chunk while a commit runs or chunks wait, takes the two
 stages above, so large groups keep preparing while they commit. Either way one
 thread at a time holds the commit (`_committing`), answers go out in order
 (a chunk is committed inline only when every chunk before it is answered), and
-a failure resets the tree as above. A commit thread that breaks (a bug) keeps the
-commit as it fails closed, and the reading thread commits nothing inline once the
+a failure resets the tree as above. A transaction that fails with the writer's
+connection lost (`_connection_gone`: its COMMIT may have landed) is not answered: the
+writer fails closed. A commit thread that breaks (a bug, or that) keeps the commit as it
+fails closed, and the reading thread commits nothing inline once the
 writer is `gone`: records the node has failed are not written after it.
 """
 
@@ -237,6 +239,9 @@ class Pipeline:
             try:
                 checkpoint = self._log.store(good)
             except Exception as e:  # rolled back: these and what follows them fail
+                if _connection_gone(self._log, e):  # committed or not: none can say here
+                    log_.critical("the audit writer's database connection is lost: %s", e)
+                    raise  # unanswered: the writer fails closed, the node starts another
                 error = e
                 chunks += self._reset(e, good)
         self._answer(chunks, error, time.perf_counter() - started)
@@ -269,6 +274,20 @@ class Pipeline:
             with self._cond:
                 self.gone = True
                 self._cond.notify_all()
+
+
+def _connection_gone(log: AuditLog, error: Exception) -> bool:
+    """Whether `error` left the writer's one connection unusable (the dialect's own test:
+    psycopg's connection closed or broken). A COMMIT whose answer was lost so may have
+    committed, so its records are not answered FAILED (appended again, they would be
+    repeated): the writer fails closed with them unanswered, as a killed one does, and
+    the node's new writer says from the log's size which of them are in it
+    (audit/lost.py). Before, they were answered FAILED, and every later transaction
+    failed on the dead connection for as long as the node ran."""
+    raw, dialect = log._raw, log._engine.dialect
+    if raw is None or not isinstance(error, dialect.loaded_dbapi.Error):  # the driver's
+        return False
+    return bool(dialect.is_disconnect(error, raw.dbapi_connection, None))
 
 
 def _reason(error: Exception | None) -> str:

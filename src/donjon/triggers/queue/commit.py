@@ -51,20 +51,32 @@ LOOK_S = 10.0
 
 async def stored_after(queue: InvocationQueue, ids: Sequence[str]) -> list[QueuedInvocation] | None:
     """The invocations `ids` (one transaction's: all stored or none) as the database has
-    them, or None if they are not stored; asked again while it does not answer, up to
-    LOOK_S (a connection lost at the commit is opened anew), then its QueueError."""
+    them, or None if none is there; asked again while it does not answer, up to LOOK_S (a
+    connection lost at the commit is opened anew), then its QueueError. Each is looked
+    for: any one found says the batch was stored, though others may have run and been
+    pruned since (before, the first alone was looked for: a batch whose first had gone
+    was refused while the rest ran, unrecorded)."""
     loop = asyncio.get_running_loop()
-    deadline, pause = loop.time() + LOOK_S, 0.1
+    deadline = loop.time() + LOOK_S
+    found = []
+    for ident in ids:
+        row = await _asked(queue, ident, loop, deadline)
+        if row is not None:
+            found.append(row)
+    return found or None
+
+
+async def _asked(
+    queue: InvocationQueue, ident: str, loop: asyncio.AbstractEventLoop, deadline: float
+) -> QueuedInvocation | None:
+    """`queue.get(ident)`, asked again while the database does not answer, until
+    `deadline` (then its QueueError)."""
+    pause = 0.1
     while True:
         try:
-            first = await queue.get(ids[0])
-            break
+            return await queue.get(ident)
         except QueueError:
             if loop.time() >= deadline:
                 raise
         await asyncio.sleep(pause)
         pause = min(pause * 2, 1.0)
-    if first is None:
-        return None
-    rest = [await queue.get(i) for i in ids[1:]]
-    return [first, *(r for r in rest if r is not None)]  # (one may have run, and gone)

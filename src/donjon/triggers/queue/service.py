@@ -141,8 +141,8 @@ class AsyncInvocations:
         ids = [str(uuid.uuid4()) for _ in envelopes]  # (noted before the commit)
         events = [enqueue_event(e, i) for e, i in zip(envelopes, ids, strict=True)]
         notes = self.notes.take(events)
-        queued = await self._to_the_end(self._enqueue_all(envelopes, policy, ids, events, notes))
-        return [invocation.id for invocation in queued]
+        await self._to_the_end(self._enqueue_all(envelopes, policy, ids, events, notes))
+        return ids  # each accepted (one stored after a failed commit may have run and gone)
 
     async def _enqueue_all(
         self,
