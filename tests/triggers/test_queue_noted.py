@@ -11,6 +11,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from donjon.audit import AuditEvent, AuditLog, inflight
 from donjon.audit.errors import AuditStorageFull
@@ -213,6 +214,11 @@ def test_a_noted_enqueue_whose_record_the_log_holds_is_not_recorded_again(
     for n in range(4):  # (others' records)
         audit.record_now(AuditEvent("system", "invocation.attempt", "echo", "ok", {"n": n}))
     audit.record_now(enqueue_event(envelope("echo"), far))  # 6 records after the size
+    with engine.begin() as conn:  # a record made unreadable (tampered): not a stop at start
+        conn.execute(
+            text("UPDATE audit_log SET record = :r WHERE seq = 3"),
+            {"r": b'{"action": "invocation.enqueue", [not json'},
+        )
     monkeypatch.setattr(noted, "LOOKED_AT", 5)
     path = _left(
         tmp_path, *((envelope("echo"), i, QUEUED) for i in (held, missing, far)), size=size

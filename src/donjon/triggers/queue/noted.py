@@ -228,10 +228,12 @@ def _in_log(engine: Engine, sizes: dict[str, int]) -> set[str]:
             for at, data in conn.execution_options(yield_per=2_000).execute(query):
                 if b'"invocation.enqueue"' not in bytes(data):
                     continue  # (most records are not: not parsed)
-                parsed = json.loads(bytes(data))
-                detail = (
-                    parsed.get("detail") if parsed.get("action") == "invocation.enqueue" else None
-                )
+                try:
+                    parsed = json.loads(bytes(data))
+                except ValueError:  # not a record (verify says so): not this one's
+                    continue
+                enqueue = isinstance(parsed, dict) and parsed.get("action") == "invocation.enqueue"
+                detail = parsed.get("detail") if enqueue else None
                 ident = detail.get("invocation_id") if isinstance(detail, dict) else None
                 if isinstance(ident, str) and ident in sizes and at > sizes[ident]:
                     found.add(ident)
