@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+from donjon.store import connect, create_schema
 from harness import free_port
+from postgres_support import PostgresServer
 
-__all__ = ["COMMIT", "CommitCutter"]
+__all__ = ["COMMIT", "CommitCutter", "relayed_postgres"]
 
 #: The simple query PostgreSQL's clients send to commit (psycopg's `commit()`).
 COMMIT = b"Q\x00\x00\x00\x0bCOMMIT\x00"
@@ -76,3 +78,19 @@ def _close(*sockets: socket.socket) -> None:
         with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)
         s.close()
+
+
+@contextlib.contextmanager
+def relayed_postgres() -> Iterator[tuple[PostgresServer, CommitCutter]]:
+    """A PostgreSQL of its own with Donjon's schema, and a CommitCutter in front of it."""
+    server = PostgresServer()
+    server.start()
+    cutter = CommitCutter(server.port)
+    try:
+        engine = connect(server.url)
+        create_schema(engine)
+        engine.dispose()
+        yield server, cutter
+    finally:
+        cutter.close()
+        server.stop()

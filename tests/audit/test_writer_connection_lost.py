@@ -18,8 +18,8 @@ import pytest
 from donjon.audit import AuditEvent, AuditLog, verify_log
 from donjon.audit.changes import append_again
 from donjon.secret import Secret
-from donjon.store import connect, create_schema
-from pg_cut_support import CommitCutter
+from donjon.store import connect
+from pg_cut_support import CommitCutter, relayed_postgres
 from postgres_support import PostgresServer
 
 pytestmark = pytest.mark.slow  # a PostgreSQL server, two writer processes
@@ -33,17 +33,8 @@ def _event(i: int) -> AuditEvent:
 
 @pytest.fixture
 def relay() -> Iterator[tuple[PostgresServer, CommitCutter]]:
-    server = PostgresServer()
-    server.start()
-    cutter = CommitCutter(server.port)
-    try:
-        engine = connect(server.url)
-        create_schema(engine)
-        engine.dispose()
-        yield server, cutter
-    finally:
-        cutter.close()
-        server.stop()
+    with relayed_postgres() as relayed:
+        yield relayed
 
 
 def _stored(server: PostgresServer) -> list[int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from donjon.audit.inflight import QUEUING, CallsInFlight, read_slots
-from donjon.store import Engine, connect, create_schema
+from donjon.store import Engine, connect
 from donjon.triggers.queue import (
     AsyncInvocations,
     FunctionPolicy,
@@ -25,7 +25,7 @@ from donjon.triggers.queue import (
     commit,
 )
 from donjon.triggers.queue.noted import record_noted
-from pg_cut_support import CommitCutter
+from pg_cut_support import CommitCutter, relayed_postgres
 from postgres_support import PostgresServer
 from queue_support import KeptRecords, envelope
 
@@ -36,17 +36,8 @@ RETRY = RetryPolicy(attempts=1, backoff_s=1.0, max_age_s=3600)
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[tuple[PostgresServer, CommitCutter]]:
-    server = PostgresServer()
-    server.start()
-    cutter = CommitCutter(server.port)
-    try:
-        engine = connect(server.url)
-        create_schema(engine)
-        engine.dispose()
-        yield server, cutter
-    finally:
-        cutter.close()
-        server.stop()
+    with relayed_postgres() as relayed:
+        yield relayed
 
 
 @pytest.fixture
