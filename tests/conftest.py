@@ -5,7 +5,8 @@ the unit modules in `_UNIT_MODULES`, and any test that uses the `node` fixture)
 and the modules slow by nature in `_SLOW_MODULES` (the egress proxy against real
 servers, nodes of their own, CLI processes, tampering with real audit files) are
 marked `slow` here. The fast subset, `pytest -m "not slow"`, is the unit tests
-and runs in under a minute on two cores: in it, the modules that are slow as a
+and is meant to run in under a minute on two cores (76 s in December 2026:
+docs/performance.md): in it, the modules that are slow as a
 whole are not even imported, hypothesis runs its `fast` profile (fewer examples
 per property; the same properties), and every test package keeps at least one
 test (the run stops with an error naming a package that has none). The whole
