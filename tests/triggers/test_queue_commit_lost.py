@@ -136,7 +136,7 @@ def test_an_enqueue_whose_database_goes_away_at_its_commit_is_recorded_at_the_ne
     assert audit.events == []
     log = KeptRecords()
     engines.append(connect(server.url))
-    asyncio.run(record_noted(engines[-1], log, [note]))  # type: ignore[arg-type]  # a stand-in log
+    asyncio.run(record_noted(engines[-1], log, [note]))
     ((action, invocation, recovered),) = [
         (e.action, e.detail["invocation_id"], e.detail.get("recovered")) for e in log.events
     ]

@@ -144,7 +144,7 @@ def test_a_note_too_long_for_its_slot_is_made_whole_by_its_row(tmp_path: Path) -
     path = _left(tmp_path, (long, stored.id, QUEUED), (long, "row-gone", QUEUED))
     log = KeptRecords()
     engine = service.queue.engine  # type: ignore[attr-defined]  # the SQL queue's
-    asyncio.run(record_noted(engine, log, read_slots(path)))  # type: ignore[arg-type]  # a stand-in log
+    asyncio.run(record_noted(engine, log, read_slots(path)))
     whole, cut = log.events
     assert whole.actor == long.principal
     assert (whole.detail["source"], whole.detail["type"]) == (long.source[:300], long.type[:200])
@@ -224,9 +224,9 @@ def test_a_noted_enqueue_whose_record_the_log_holds_is_not_recorded_again(
         tmp_path, *((envelope("echo"), i, QUEUED) for i in (held, missing, far)), size=size
     )
     log = KeptRecords()
-    asyncio.run(record_noted(engine, log, read_slots(path)))  # type: ignore[arg-type]  # a stand-in log
+    asyncio.run(record_noted(engine, log, read_slots(path)))
     assert [e.detail["invocation_id"] for e in log.events] == [missing, far]
     older = _left(tmp_path, (envelope("echo"), held, QUEUED))  # an older node's: no size
     log = KeptRecords()
-    asyncio.run(record_noted(engine, log, read_slots(older)))  # type: ignore[arg-type]  # a stand-in log
+    asyncio.run(record_noted(engine, log, read_slots(older)))
     assert [e.detail["invocation_id"] for e in log.events] == [held]

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, and_, select
 
 from donjon.audit import AuditEvent
+from donjon.audit.changes import Recorder
 from donjon.audit.inflight import (
     MAX_SLOTS,
     NOTE_BYTES,
@@ -251,7 +252,7 @@ def _recovered(actor: str | None, target: str, detail: dict[str, Any], row: Any)
     return AuditEvent(actor or "system", "invocation.enqueue", target, "ok", detail)
 
 
-async def record_noted(engine: Engine, audit: AuditLog, notes: list[Note]) -> None:
+async def record_noted(engine: Engine, audit: Recorder, notes: list[Note]) -> None:
     """Append the record of each enqueue a killed node left noted whose row is stored, or
     whose commit returned (its row may have run and been pruned since); durable once this
     returns. A note that does not read is logged, unrecorded
