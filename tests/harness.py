@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import httpx
@@ -55,6 +56,9 @@ class _ClosingSSLSocket(ssl.SSLSocket):
     connection there, and the leak's ResourceWarning failed whichever test's garbage
     collection finalised it."""
 
+    #: Where it was made (`_made_in`), for its repr.
+    _made_in = ""
+
     def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
         try:
             return super().recv(buflen, flags)
@@ -64,13 +68,48 @@ class _ClosingSSLSocket(ssl.SSLSocket):
                 self.close()  # nobody else holds this SSLSocket to close it
             raise
 
+    @classmethod
+    def _create(cls, *args: Any, **kwargs: Any) -> _ClosingSSLSocket:
+        made: _ClosingSSLSocket = super()._create(*args, **kwargs)  # type: ignore[misc] # untyped in typeshed
+        made._made_in = _made_in()
+        return made
+
+    def __repr__(self) -> str:
+        # An unclosed socket's ResourceWarning shows this: it names the test and the lines
+        # of tests/ that made the socket, not the test whose garbage collection found it.
+        said = super().__repr__()
+        return f"{said[:-1]}, made in {self._made_in}>" if self._made_in else said
+
+
+#: Where the tests' own files are: `_made_in` names the frames of these.
+_TESTS = str(Path(__file__).parent) + os.sep
+
+
+def _made_in() -> str:
+    """The test running (pytest's PYTEST_CURRENT_TEST) and the last three lines of tests/
+    on the stack that led here: where an SSLSocket was made, for its ResourceWarning."""
+    lines: list[str] = []
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and len(lines) < 3:
+        name = frame.f_code.co_filename
+        if name.startswith(_TESTS):
+            lines.append(f"{name.removeprefix(_TESTS)}:{frame.f_lineno}")
+        frame = frame.f_back
+    test = os.environ.get("PYTEST_CURRENT_TEST", "no test")
+    return f"{test} at {' <- '.join(lines) or 'no line of tests/'}"
+
+
+# Every TLS socket this process makes is one (clients of httpx, urllib3 and boto3, http.client,
+# and the tests' own servers): the reset leak above is CPython's, whoever made the context,
+# and an unclosed one, found by a later test's garbage collection, says where it came from
+# (ci61: a connected client socket failed another test that way, its maker unknown).
+ssl.SSLContext.sslsocket_class = _ClosingSSLSocket
+
 
 def client_tls(cafile: str | None = None) -> ssl.SSLContext:
     """A client TLS context trusting `cafile` (the default roots if None) whose sockets
     are closed when a peer resets them before the handshake (`_ClosingSSLSocket`)."""
-    context = ssl.create_default_context(cafile=cafile)
-    context.sslsocket_class = _ClosingSSLSocket
-    return context
+    return ssl.create_default_context(cafile=cafile)  # sslsocket_class: see below
 
 
 def free_port() -> int:

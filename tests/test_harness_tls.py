@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import gc
 import socket
+import ssl
 import struct
 import time
 import warnings
@@ -50,3 +51,36 @@ def test_a_connection_reset_before_the_handshake_is_closed() -> None:
             gc.collect()
         client.close()
     assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_any_context_of_the_test_process_closes_a_reset_connection() -> None:
+    """Not only the harness's context: one made as httpx, urllib3 or boto3 make theirs."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        accepted.close()
+        _reset(client)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(ConnectionResetError):
+                ssl.create_default_context().wrap_socket(client, server_hostname="node")
+            gc.collect()
+        client.close()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+def test_an_unclosed_tls_socket_says_which_test_made_it() -> None:
+    """The ResourceWarning of a socket left open names the test and the line that made it,
+    not only the test whose garbage collection found it."""
+    ours, theirs = socket.socketpair()
+    made = ssl.create_default_context().wrap_socket(
+        ours, server_hostname="node", do_handshake_on_connect=False
+    )
+    try:
+        said = repr(made)
+    finally:
+        made.close()
+        theirs.close()
+    assert "test_harness_tls.py::test_an_unclosed_tls_socket_says_which_test_made_it" in said
+    assert "at test_harness_tls.py:" in said, said
