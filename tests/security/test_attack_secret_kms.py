@@ -96,6 +96,23 @@ def _wait_for_runs(hold: Path, least: int) -> None:
     assert _runs(hold) >= least, _runs(hold)
 
 
+def _listed_meanwhile(live: LiveNode) -> httpx.Response:
+    """The function listing, asked again while the node sheds it for its loop's lag.
+
+    With HELD calls in flight the node sheds a request while its event loop runs late
+    (gateway/capacity.py, MIN_IN_FLIGHT), and on a loaded machine it does (ci61a: 262 ms,
+    one 503): a prompt answer, not the stall tested here, which held the listing for the
+    provider's whole timeout (300 s). So a shed listing is asked again, for 60 s at most."""
+    deadline = time.monotonic() + 60
+    with live.client() as c:
+        while True:
+            listed = c.get("/v1/functions", timeout=30)
+            shed = listed.status_code == 503 and "at capacity" in listed.text
+            if not shed or time.monotonic() > deadline:
+                return listed
+            time.sleep(float(listed.headers["retry-after"]))
+
+
 def test_a_hung_key_provider_does_not_stall_the_rest_of_the_node(
     kms_node: LiveNode, hold: Path, tmp_path: Path
 ) -> None:
@@ -113,9 +130,7 @@ def test_a_hung_key_provider_does_not_stall_the_rest_of_the_node(
     threads, got = _call_all(kms_node, names)
     try:
         _wait_for_runs(hold, 1)
-        with kms_node.client() as c:
-            listed = c.get("/v1/functions", timeout=30)
-        assert listed.status_code == 200
+        assert _listed_meanwhile(kms_node).status_code == 200
         assert got == []  # still held, all of them
     finally:
         hold.unlink()
