@@ -102,7 +102,7 @@ def _made_in() -> str:
 # Every TLS socket this process makes is one (clients of httpx, urllib3 and boto3, http.client,
 # and the tests' own servers): the reset leak above is CPython's, whoever made the context,
 # and an unclosed one, found by a later test's garbage collection, says where it came from
-# (ci61: a connected client socket failed another test that way, its maker unknown).
+# (ci61b: it named an unread Lambda payload's, tests/lambda_support.py).
 ssl.SSLContext.sslsocket_class = _ClosingSSLSocket
 
 

@@ -21,7 +21,9 @@ def _invoke(node: LiveNode, key_id: str, secret: str) -> int:
         config=Config(retries={"total_max_attempts": 1}),
     )
     try:
-        status: int = client.invoke(FunctionName="probe", Payload=b'{"op": "echo"}')["StatusCode"]
+        answer = client.invoke(FunctionName="probe", Payload=b'{"op": "echo"}')
+        answer["Payload"].close()  # unread, it keeps its connection out of the client's pool
+        status: int = answer["StatusCode"]
     except client.exceptions.ClientError as e:
         status = e.response["ResponseMetadata"]["HTTPStatusCode"]
     finally:  # (its TLS socket, left to the garbage collector, failed a later test)
